@@ -1,0 +1,63 @@
+"""jupyter-envs: build software environments from a notebook cell and run kernels in them.
+
+The public API is what ``__all__`` lists; modules with a leading underscore are private.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._sections import DockerSection, PythonSection, Resources
+from ._version import __version__
+from .builders import Builder, CancelToken
+from .conda import CondaDependencies
+from .errors import (
+    BackendUnavailableError,
+    BuildCancelledError,
+    BuildError,
+    EnvsError,
+    NotFoundError,
+    PythonNotFoundError,
+    SpecError,
+    StoreError,
+)
+from .events import LogLine, Progress
+from .manager import BuildResult, EnvManager
+from .spec import Environment
+from .store import Workspace
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+__all__ = [
+    "BackendUnavailableError",
+    "BuildCancelledError",
+    "BuildError",
+    "BuildResult",
+    "Builder",
+    "CancelToken",
+    "CondaDependencies",
+    "DockerSection",
+    "EnvManager",
+    "Environment",
+    "EnvsError",
+    "LogLine",
+    "NotFoundError",
+    "Progress",
+    "PythonNotFoundError",
+    "PythonSection",
+    "Resources",
+    "SpecError",
+    "StoreError",
+    "Workspace",
+    "__version__",
+    "load_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """``%load_ext jupyter_envs``: register the ``%%env`` and ``%envs`` magics."""
+    from .magics import register
+
+    register(ipython)
+

@@ -1,0 +1,142 @@
+"""Every error jupyter-envs raises on purpose.
+
+The tree::
+
+    EnvsError                      the one root: ``except EnvsError`` catches them all
+    ├── SpecError                  a spec is invalid (names the field, and the line for text)
+    ├── NotFoundError              no such environment / version in the registry
+    ├── BackendUnavailableError    the builder a spec needs is missing or cannot run here
+    ├── PythonNotFoundError        the requested interpreter is not on this machine
+    ├── BuildError                 a build ran and failed (carries the command and log tail)
+    │   └── BuildCancelledError    a build was cancelled or interrupted
+    └── StoreError                 the registry on disk is unusable or busy
+
+Every error reads well when printed: a magic or the CLI prints ``str(error)``, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "BackendUnavailableError",
+    "BuildCancelledError",
+    "BuildError",
+    "EnvsError",
+    "NotFoundError",
+    "PythonNotFoundError",
+    "SpecError",
+    "StoreError",
+]
+
+
+class EnvsError(Exception):
+    """Root of every error raised by jupyter-envs."""
+
+
+class SpecError(EnvsError, ValueError):
+    """An environment spec is invalid.
+
+    ``field`` names the attribute at fault (``name``, ``pip``, ``env_vars``…); ``line`` is the
+    1-based line of the text the spec was read from, when it came from text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        line: int | None = None,
+        text: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.message = message
+        self.field = field
+        self.line = line
+        self.text = text
+        self.source = source
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where: list[str] = []
+        if self.source:
+            where.append(self.source)
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field and self.line is None:
+            where.append(f"field '{self.field}'")
+        prefix = ", ".join(where)
+        msg = f"{prefix}: {self.message}" if prefix else self.message
+        if self.text is not None:
+            msg += f"\n    {self.text}"
+        return msg
+
+
+class NotFoundError(EnvsError, LookupError):
+    """No environment (or version) of that name is registered."""
+
+
+class BackendUnavailableError(EnvsError):
+    """The builder a spec needs is not installed or cannot run on this machine."""
+
+    def __init__(self, backend: str, reason: str) -> None:
+        self.backend = backend
+        self.reason = reason
+        super().__init__(f"the '{backend}' builder is not available: {reason}")
+
+
+class PythonNotFoundError(EnvsError):
+    """No interpreter on this machine matches the requested Python version."""
+
+    def __init__(self, requested: str, found: Sequence[str]) -> None:
+        self.requested = requested
+        self.found = tuple(found)
+        listing = ", ".join(self.found) if self.found else "none"
+        super().__init__(
+            f"no Python interpreter matching '{requested}' was found on this machine "
+            f"(versions found: {listing}). Install that version, or ask for one of those."
+        )
+
+
+class BuildError(EnvsError):
+    """A build ran and failed.
+
+    Carries the environment name, the command that failed, its exit code and the tail of the
+    build log, so that printing the error is enough to see why.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        env: str | None = None,
+        command: Sequence[str] | None = None,
+        returncode: int | None = None,
+        log_tail: Sequence[str] = (),
+        log_path: str | None = None,
+    ) -> None:
+        self.message = message
+        self.env = env
+        self.command = tuple(command) if command else None
+        self.returncode = returncode
+        self.log_tail = tuple(log_tail)
+        self.log_path = log_path
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        head = f"building '{self.env}' failed: {self.message}" if self.env else self.message
+        parts = [head]
+        if self.log_tail:
+            parts.append("last lines of the build log:")
+            parts.extend(f"    {line}" for line in self.log_tail)
+        if self.log_path:
+            parts.append(f"full log: {self.log_path}")
+        return "\n".join(parts)
+
+
+class BuildCancelledError(BuildError):
+    """A build was cancelled (by the user, an interrupt, or a shutdown)."""
+
+
+class StoreError(EnvsError):
+    """The registry on disk cannot be used (corrupt, unwritable, or locked too long)."""

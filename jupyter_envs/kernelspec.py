@@ -1,0 +1,81 @@
+"""Kernelspecs for built versions.
+
+Each built version gets ``<kernels dir>/jenv-<name>-v<N>/kernel.json``. A Jupyter server rescans
+kernelspecs on every request, so a new one appears in the launcher without a restart, and a
+notebook saved on ``jenv-nlp-v2`` keeps opening on exactly that version after ``nlp`` is rebuilt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["KERNEL_PREFIX", "kernel_name", "remove_kernelspec", "write_kernelspec"]
+
+KERNEL_PREFIX = "jenv-"
+
+
+def kernel_name(env: str, version: int) -> str:
+    """The kernelspec name of a version: ``jenv-<name>-v<N>``."""
+    return f"{KERNEL_PREFIX}{env}-v{version}"
+
+
+def write_kernelspec(
+    kernels_dir: Path,
+    *,
+    env: str,
+    version: int,
+    spec_hash: str,
+    backend: str,
+    argv: list[str],
+    python_version: str,
+    env_vars: dict[str, str],
+    store_root: Path,
+    description: str = "",
+) -> str:
+    """Write (or replace, atomically) the kernelspec of one version; return its name."""
+    name = kernel_name(env, version)
+    spec: dict[str, Any] = {
+        "argv": argv,
+        "display_name": f"{env} v{version} (Python {python_version})",
+        "language": "python",
+        # The kernel's own magics must find the same registry as the process that built it.
+        "env": {**env_vars, "JUPYTER_ENVS_STORE": str(store_root)},
+        "interrupt_mode": "signal",
+        "metadata": {
+            "debugger": True,
+            "jupyter_envs": {
+                "env": env,
+                "version": version,
+                "spec_hash": spec_hash,
+                "backend": backend,
+                "description": description,
+            },
+        },
+    }
+    kernels_dir.mkdir(parents=True, exist_ok=True)
+    target = kernels_dir / name
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=kernels_dir))
+    (tmp / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=kernels_dir))
+        os.replace(target, old / name)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return name
+
+
+def remove_kernelspec(kernels_dir: Path, name: str) -> None:
+    """Remove a kernelspec directory (no error if it is gone)."""
+    shutil.rmtree(kernels_dir / name, ignore_errors=True)
+
+
+def kernelspec_exists(kernels_dir: Path, name: str) -> bool:
+    """True when ``<kernels_dir>/<name>/kernel.json`` exists."""
+    return (kernels_dir / name / "kernel.json").is_file()
