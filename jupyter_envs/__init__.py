@@ -60,4 +60,3 @@ def load_ipython_extension(ipython: InteractiveShell) -> None:
     from .magics import register
 
     register(ipython)
-

@@ -33,7 +33,7 @@ class ParsedRequirements:
 
 def normalize_requirement(req: Requirement) -> str:
     """Return ``req`` as a canonical string (canonical name, sorted extras and specifiers)."""
-    out = canonicalize_name(req.name)
+    out: str = canonicalize_name(req.name)
     if req.extras:
         out += "[" + ",".join(sorted(canonicalize_name(e) for e in req.extras)) + "]"
     if req.url:
@@ -183,7 +183,12 @@ def check_conflicts(
         if req.marker is None:
             by_name.setdefault(canonicalize_name(req.name), []).append(req)
     for name, group in by_name.items():
-        pins = [s.version for r in group for s in r.specifier if s.operator == "==" and "*" not in s.version]
+        pins = [
+            s.version
+            for r in group
+            for s in r.specifier
+            if s.operator == "==" and "*" not in s.version
+        ]
         for pin in pins:
             for other in group:
                 if not other.specifier.contains(pin, prereleases=True):

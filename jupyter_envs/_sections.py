@@ -138,7 +138,11 @@ class DockerSection:
             if not isinstance(value, str) or not value.strip():
                 raise SpecError("must be non-empty Dockerfile text", field="docker.base_dockerfile")
             first = next(
-                (ln.strip() for ln in value.splitlines() if ln.strip() and not ln.lstrip().startswith("#")),
+                (
+                    ln.strip()
+                    for ln in value.splitlines()
+                    if ln.strip() and not ln.lstrip().startswith("#")
+                ),
                 "",
             )
             if not first.upper().startswith(("FROM ", "ARG ")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
@@ -100,3 +101,13 @@ def validate_str_list(value: Any, field: str) -> tuple[str, ...]:
             raise SpecError(f"invalid entry {item!r}", field=field)
         out.append(item)
     return tuple(out)
+
+
+def read_spec_file(path: Path, field: str) -> str:
+    """Read a spec file; a missing or unreadable file is a SpecError naming ``field``."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"file not found: {path}", field=field) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read {path}: {exc.strerror}", field=field) from None

@@ -33,6 +33,11 @@ __all__ = [
 class EnvsError(Exception):
     """Root of every error raised by jupyter-envs."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this instead of printing a traceback: users see the message only,
+        # and the cell still fails (so "Run All" stops at a failed build).
+        return [f"{type(self).__name__}: {self}"]
+
 
 class SpecError(EnvsError, ValueError):
     """An environment spec is invalid.

@@ -6,6 +6,7 @@ Front-ends (magics, CLI, later the REST handlers and widgets) translate I/O and 
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 import time
@@ -17,12 +18,12 @@ from typing import IO
 
 from . import curated
 from .builders import BuildOutput, BuildRequest, CancelToken, get_builder
+from .conda import CondaDependencies
 from .errors import BackendUnavailableError, BuildCancelledError, BuildError, NotFoundError
 from .events import Event, LogLine, Progress
 from .kernelspec import kernel_name, kernelspec_exists, remove_kernelspec, write_kernelspec
 from .runtime import ensure_runtime
 from .spec import Environment
-from .conda import CondaDependencies
 from .store import VersionRecord, Workspace, default_root
 
 __all__ = ["BuildResult", "EnvManager", "get_manager"]
@@ -73,15 +74,22 @@ class EnvManager:
         if not Path(record.artifact).exists():
             return None  # artifact deleted behind our back: rebuild rather than hand out a corpse
         if record.kernel_name and not kernelspec_exists(self.ws.kernels_dir, record.kernel_name):
-            self._write_kernelspec(env, record.version, spec_hash, Path(record.artifact),
-                                   record.python_version or "")
+            self._write_kernelspec(
+                env, record.version, spec_hash, Path(record.artifact), record.python_version or ""
+            )
         return record
 
     def _hit_result(self, record: VersionRecord, started: float) -> BuildResult:
         return BuildResult(
-            name=record.name, version=record.version, spec_hash=record.spec_hash, cache_hit=True,
-            duration=time.perf_counter() - started, kernel_name=record.kernel_name or "",
-            log_path=record.log_path, artifact=record.artifact or "", backend=record.backend,
+            name=record.name,
+            version=record.version,
+            spec_hash=record.spec_hash,
+            cache_hit=True,
+            duration=time.perf_counter() - started,
+            kernel_name=record.kernel_name or "",
+            log_path=record.log_path,
+            artifact=record.artifact or "",
+            backend=record.backend,
         )
 
     def build(
@@ -107,7 +115,9 @@ class EnvManager:
         builder = get_builder(env.backend)
         reason = builder.unavailable_reason()
         if reason is not None:
-            raise BackendUnavailableError(builder.name, f"{reason} (needed by environment '{env.name}')")
+            raise BackendUnavailableError(
+                builder.name, f"{reason} (needed by environment '{env.name}')"
+            )
 
         def waiting() -> None:
             sink(LogLine(f"Another build of '{env.name}' is running; waiting for it to finish"))
@@ -117,18 +127,27 @@ class EnvManager:
                 return self._hit_result(record, started)
             self.ws.mark_interrupted_builds(env.name)
             self._sweep(env.name)
-            return self._build_locked(env, spec_hash, builder.name, sink, cancel or CancelToken(), started)
+            return self._build_locked(
+                env, spec_hash, builder.name, sink, cancel or CancelToken(), started
+            )
 
     def _build_locked(
-        self, env: Environment, spec_hash: str, backend: str, sink: EventSink,
-        cancel: CancelToken, started: float,
+        self,
+        env: Environment,
+        spec_hash: str,
+        backend: str,
+        sink: EventSink,
+        cancel: CancelToken,
+        started: float,
     ) -> BuildResult:
         builder = get_builder(backend)
         build_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         log_path = self.ws.start_build(build_id, env.name, spec_hash)
         staging = self.ws.env_dir(env.name) / f".staging-{build_id}"
         staging.parent.mkdir(parents=True, exist_ok=True)
-        request = BuildRequest(env=env, staging=staging, cancel=cancel, runtime_dir=ensure_runtime(self.ws.root))
+        request = BuildRequest(
+            env=env, staging=staging, cancel=cancel, runtime_dir=ensure_runtime(self.ws.root)
+        )
         sink(Progress("start", 0.0, f"building '{env.name}' with the {backend} builder"))
         try:
             with open(log_path, "a", buffering=1) as log:
@@ -141,40 +160,75 @@ class EnvManager:
                     artifact.mkdir()
                 duration = time.perf_counter() - started
                 previous = self.ws.find(env.name, spec_hash)
-                kernel = self._register_built(env, spec_hash, backend, artifact, output.lock,
-                                              output.python_version, duration, log_path)
-                log.write(f"Registered {env.name} v{version} as kernel {kernel} in {duration:.2f} s\n")
+                kernel = self._register_built(
+                    env,
+                    spec_hash,
+                    backend,
+                    artifact,
+                    output.lock,
+                    output.python_version,
+                    duration,
+                    log_path,
+                )
+                log.write(
+                    f"Registered {env.name} v{version} as kernel {kernel} in {duration:.2f} s\n"
+                )
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             self._fail(build_id, exc, log_path)
             if isinstance(exc, KeyboardInterrupt):
-                raise BuildCancelledError("interrupted", env=env.name, log_path=str(log_path)) from exc
+                raise BuildCancelledError(
+                    "interrupted", env=env.name, log_path=str(log_path)
+                ) from exc
             raise
         if previous is not None and previous.artifact and previous.artifact != str(artifact):
             builder.remove(Path(previous.artifact))  # a forced rebuild replaced it
         self.ws.finish_build(build_id, "succeeded", version=version)
         sink(Progress("done", 1.0, f"{env.name} v{version} is ready"))
         return BuildResult(
-            name=env.name, version=version, spec_hash=spec_hash, cache_hit=False,
-            duration=duration, kernel_name=kernel, log_path=str(log_path),
-            artifact=str(artifact), backend=backend,
+            name=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            cache_hit=False,
+            duration=duration,
+            kernel_name=kernel,
+            log_path=str(log_path),
+            artifact=str(artifact),
+            backend=backend,
         )
 
     def _register_built(
-        self, env: Environment, spec_hash: str, backend: str, artifact: Path, lock: str,
-        python_version: str, duration: float, log_path: Path,
+        self,
+        env: Environment,
+        spec_hash: str,
+        backend: str,
+        artifact: Path,
+        lock: str,
+        python_version: str,
+        duration: float,
+        log_path: Path,
     ) -> str:
         try:
             with self.ws.transaction() as db:
                 version = self.ws.upsert_version(
-                    db, name=env.name, description=env.description, spec_hash=spec_hash,
-                    spec=env.to_dict(), backend=backend, status="ready", artifact=str(artifact),
-                    lock=lock, python_version=python_version, build_seconds=round(duration, 3),
+                    db,
+                    name=env.name,
+                    description=env.description,
+                    spec_hash=spec_hash,
+                    spec=env.to_dict(),
+                    backend=backend,
+                    status="ready",
+                    artifact=str(artifact),
+                    lock=lock,
+                    python_version=python_version,
+                    build_seconds=round(duration, 3),
                     log_path=str(log_path),
                 )
                 kernel = self._write_kernelspec(env, version, spec_hash, artifact, python_version)
-                db.execute("UPDATE versions SET kernel_name=? WHERE name=? AND version=?",
-                           (kernel, env.name, version))
+                db.execute(
+                    "UPDATE versions SET kernel_name=? WHERE name=? AND version=?",
+                    (kernel, env.name, version),
+                )
         except BaseException:
             shutil.rmtree(artifact, ignore_errors=True)
             raise
@@ -185,9 +239,16 @@ class EnvManager:
     ) -> str:
         builder = get_builder(env.backend)
         return write_kernelspec(
-            self.ws.kernels_dir, env=env.name, version=version, spec_hash=spec_hash,
-            backend=builder.name, argv=builder.kernel_argv(artifact), python_version=python_version,
-            env_vars=env.env_vars, store_root=self.ws.root, description=env.description,
+            self.ws.kernels_dir,
+            env=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            backend=builder.name,
+            argv=builder.kernel_argv(artifact),
+            python_version=python_version,
+            env_vars=env.env_vars,
+            store_root=self.ws.root,
+            description=env.description,
         )
 
     def _fail(self, build_id: str, exc: BaseException, log_path: Path) -> None:
@@ -227,8 +288,13 @@ class EnvManager:
             if existing is None:
                 with self.ws.transaction() as db:
                     self.ws.upsert_version(
-                        db, name=env.name, description=env.description, spec_hash=spec_hash,
-                        spec=env.to_dict(), backend=env.backend, status="registered",
+                        db,
+                        name=env.name,
+                        description=env.description,
+                        spec_hash=spec_hash,
+                        spec=env.to_dict(),
+                        backend=env.backend,
+                        status="registered",
                     )
                 existing = self.ws.find(env.name, spec_hash)
         assert existing is not None
@@ -246,14 +312,14 @@ class EnvManager:
         """The catalogue record of a version (lock, kernel, artifact, timings)."""
         return self.ws.get(name, version)
 
-    def versions(self, name: str) -> list[VersionRecord]:
+    def versions(self, name: str) -> builtins.list[VersionRecord]:
         """All versions of ``name``; NotFoundError if there are none."""
         found = self.ws.versions(name)
         if not found:
             raise NotFoundError(f"no environment named '{name}' is registered")
         return found
 
-    def remove(self, name: str, version: int | None = None) -> list[VersionRecord]:
+    def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
         """Unregister ``name`` (or one version) and delete its kernelspecs and files."""
         with self.ws.build_lock(name):
             removed = self.ws.delete(name, version)
@@ -267,7 +333,9 @@ class EnvManager:
                 shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
         return removed
 
-    def build_named(self, name: str, *, force: bool = False, on_event: EventSink | None = None) -> BuildResult:
+    def build_named(
+        self, name: str, *, force: bool = False, on_event: EventSink | None = None
+    ) -> BuildResult:
         """Build a registered environment, or a curated one, by name."""
         try:
             env = self.get(name)
@@ -286,7 +354,9 @@ class EnvManager:
         env = _record_env(record)
         if fmt == "lock":
             if not record.lock:
-                raise NotFoundError(f"'{name}' v{record.version} has not been built, so it has no lock")
+                raise NotFoundError(
+                    f"'{name}' v{record.version} has not been built, so it has no lock"
+                )
             return record.lock
         if fmt == "requirements":
             return "\n".join([*env.pip_options, *env.all_pip_requirements()]) + "\n"

@@ -83,6 +83,11 @@ def uv_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         if env.get(var) or any(env.get(a) for a in _UV_ALIASES.get(var, ())):
             continue
         out[var] = " ".join(_split(value))
+    # pip picks the best version across all indexes; uv by default stops at the first index that
+    # has the project at all. Mirror pip, or a partial local mirror listed as an extra index
+    # would hide newer releases from the main one.
+    if "UV_EXTRA_INDEX_URL" in out and not env.get("UV_INDEX_STRATEGY"):
+        out["UV_INDEX_STRATEGY"] = "unsafe-best-match"
     return out
 
 

@@ -21,7 +21,7 @@ from packaging.utils import canonicalize_name
 from . import _text
 from ._requirements import check_conflicts, parse_requirement, parse_requirements_text
 from ._sections import DockerSection, PythonSection, Resources
-from ._validate import validate_env_vars, validate_name, validate_secret_names
+from ._validate import read_spec_file, validate_env_vars, validate_name, validate_secret_names
 from .conda import CondaDependencies
 from .errors import SpecError
 
@@ -74,7 +74,7 @@ class Environment:
         self.docker.base_image = base_image
         self.docker.apt_packages = apt_packages
         self._pip: tuple[str, ...] = ()
-        self.pip_requirements = pip  # type: ignore[assignment]  # setter accepts any iterable
+        self.pip_requirements = pip
         self.pip_options = tuple(pip_options)
         self.image = image
         self._env_vars = validate_env_vars(env_vars)
@@ -148,7 +148,7 @@ class Environment:
     def from_pip_requirements(cls, name: str, file_path: str | Path) -> Environment:
         """Read a requirements.txt file (``-r`` includes are followed)."""
         path = Path(file_path)
-        text = _read(path, "file_path")
+        text = read_spec_file(path, "file_path")
         parsed = parse_requirements_text(text, source=str(path), base_dir=path.parent)
         env = cls(name, pip=parsed.requirements, pip_options=parsed.options)
         env.detected_format = _text.REQUIREMENTS
@@ -158,7 +158,7 @@ class Environment:
     def from_conda_specification(cls, name: str, file_path: str | Path) -> Environment:
         """Read a conda environment.yml file."""
         path = Path(file_path)
-        return cls._from_conda_text(name, _read(path, "file_path"), source=str(path))
+        return cls._from_conda_text(name, read_spec_file(path, "file_path"), source=str(path))
 
     #: AzureML spells it both ways.
     from_conda_specifications = from_conda_specification
@@ -197,7 +197,9 @@ class Environment:
     def _from_conda_text(cls, name: str, text: str, *, source: str | None) -> Environment:
         conda = CondaDependencies.from_string(text, source=source)
         if not conda.conda_packages and not conda.pip_packages:
-            raise SpecError("the environment file lists no dependencies", field="conda", source=source)
+            raise SpecError(
+                "the environment file lists no dependencies", field="conda", source=source
+            )
         env = cls(name, conda_dependencies=conda, env_vars=conda.variables)
         env.detected_format = _text.CONDA
         return env
@@ -250,9 +252,7 @@ class Environment:
         py = data.get("python") or {}
         docker = data.get("docker") or {}
         conda_data = py.get("conda_dependencies")
-        conda = (
-            CondaDependencies.from_string(json.dumps(conda_data)) if conda_data else None
-        )
+        conda = CondaDependencies.from_string(json.dumps(conda_data)) if conda_data else None
         env = cls(
             data["name"],
             description=data.get("description", ""),
@@ -277,7 +277,7 @@ class Environment:
         return env
 
     def save(self, directory: str | Path) -> list[Path]:
-        """Write requirements.txt / environment.yml / Dockerfile / environment.json as applicable."""
+        """Write environment.json and requirements.txt / environment.yml / Dockerfile as needed."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         written = [target / "environment.json"]
@@ -327,7 +327,10 @@ class Environment:
             "secrets": sorted(self.secrets),
         }
         if conda is not None and conda.needs_conda():
-            data["conda"] = {"channels": list(conda.channels), "packages": sorted(conda.conda_packages)}
+            data["conda"] = {
+                "channels": list(conda.channels),
+                "packages": sorted(conda.conda_packages),
+            }
         if self.docker.enabled:
             data["docker"] = self.docker.to_dict()
         if self.image:
@@ -418,15 +421,6 @@ def _check_backend(value: str | None) -> str | None:
     return value
 
 
-def _read(path: Path, field: str) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"file not found: {path}", field=field) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read {path}: {exc.strerror}", field=field) from None
-
-
 def _req_key(req: str) -> str:
     parsed = Requirement(req)
     return f"{canonicalize_name(parsed.name)};{parsed.marker}"
@@ -460,4 +454,3 @@ def _apply_change(env: Environment, key: str, value: Any) -> None:
     if setter is None:
         raise SpecError(f"clone_with got an unknown field {key!r} (known: {sorted(_SETTERS)})")
     setter(env, copy.deepcopy(value))
-

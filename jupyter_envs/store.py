@@ -122,7 +122,9 @@ def default_kernels_dir() -> Path:
 class Workspace:
     """A registry of environments: a store directory and the kernels directory it writes to."""
 
-    def __init__(self, root: str | Path | None = None, kernels_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, root: str | Path | None = None, kernels_dir: str | Path | None = None
+    ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.kernels_dir = Path(kernels_dir) if kernels_dir is not None else default_kernels_dir()
         try:
@@ -212,7 +214,9 @@ class Workspace:
         if row is None:
             if version is not None and self.versions(name):
                 known = ", ".join(str(v.version) for v in self.versions(name))
-                raise NotFoundError(f"environment '{name}' has no version {version} (versions: {known})")
+                raise NotFoundError(
+                    f"environment '{name}' has no version {version} (versions: {known})"
+                )
             raise NotFoundError(f"no environment named '{name}' is registered")
         return self._version(row)
 
@@ -226,11 +230,14 @@ class Workspace:
         """Registered environments and versions as plain rows (tests compare these)."""
         with self._connect() as db:
             return {
-                "environments": [tuple(r) for r in db.execute("SELECT name FROM environments ORDER BY name")],
+                "environments": [
+                    tuple(r) for r in db.execute("SELECT name FROM environments ORDER BY name")
+                ],
                 "versions": [
                     tuple(r)
                     for r in db.execute(
-                        "SELECT name, version, spec_hash, status, artifact FROM versions ORDER BY name, version"
+                        "SELECT name, version, spec_hash, status, artifact FROM versions "
+                        "ORDER BY name, version"
                     )
                 ],
             }
@@ -249,7 +256,9 @@ class Workspace:
             )
         return log
 
-    def finish_build(self, build_id: str, status: str, error: str | None = None, version: int | None = None) -> None:
+    def finish_build(
+        self, build_id: str, status: str, error: str | None = None, version: int | None = None
+    ) -> None:
         """Record how a build ended."""
         with self.transaction() as db:
             db.execute(
@@ -268,8 +277,16 @@ class Workspace:
             )
 
     def upsert_version(
-        self, db: sqlite3.Connection, *, name: str, description: str, spec_hash: str,
-        spec: dict[str, Any], backend: str, status: str, **fields: Any,
+        self,
+        db: sqlite3.Connection,
+        *,
+        name: str,
+        description: str,
+        spec_hash: str,
+        spec: dict[str, Any],
+        backend: str,
+        status: str,
+        **fields: Any,
     ) -> int:
         """Insert or update the version of ``name`` with ``spec_hash``; return its number.
 
@@ -279,7 +296,8 @@ class Workspace:
         now = time.time()
         db.execute(
             "INSERT INTO environments (name, description, created, updated) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated, description=excluded.description",
+            "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated, "
+            "description=excluded.description",
             (name, description, now, now),
         )
         row = db.execute(
@@ -303,7 +321,11 @@ class Workspace:
         for key, value in fields.items():
             if key not in VersionRecord.__dataclass_fields__:
                 raise StoreError(f"unknown version field {key!r}")
-            db.execute(f"UPDATE versions SET {key}=? WHERE name=? AND version=?", (value, name, number))  # noqa: S608
+            # ``key`` is one of the dataclass's field names (checked above), never user text.
+            db.execute(
+                f"UPDATE versions SET {key}=? WHERE name=? AND version=?",  # noqa: S608
+                (value, name, number),
+            )
         return int(number)
 
     def next_version(self, name: str, spec_hash: str) -> int:
@@ -329,7 +351,9 @@ class Workspace:
                 db.execute("DELETE FROM environments WHERE name=?", (name,))
             else:
                 db.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version))
-                left = db.execute("SELECT COUNT(*) FROM versions WHERE name=?", (name,)).fetchone()[0]
+                left = db.execute("SELECT COUNT(*) FROM versions WHERE name=?", (name,)).fetchone()[
+                    0
+                ]
                 if left == 0:
                     db.execute("DELETE FROM environments WHERE name=?", (name,))
         return removed

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailableError, EnvsError
 from ._process import CancelToken
-from .base import BuildOutput, BuildRequest, Builder
+from .base import Builder, BuildOutput, BuildRequest
 from .fake import FakeBuilder
 from .planned import CondaPlaceholder, DockerPlaceholder
 from .uv import UvBuilder
@@ -47,7 +47,9 @@ def available_builders() -> tuple[Builder, ...]:
         try:
             builder = ep.load()()
         except Exception as exc:  # a broken plug-in must not break the built-ins
-            raise EnvsError(f"builder plug-in '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
+            raise EnvsError(
+                f"builder plug-in '{ep.name}' ({ep.value}) failed to load: {exc}"
+            ) from exc
         names = [b.name for b in chain]
         if builder.name in names:
             chain[names.index(builder.name)] = builder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -45,10 +46,8 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def run_streaming(
@@ -131,5 +130,9 @@ def run_streaming(
 
 def summarize_failure(lines: Sequence[str]) -> str:
     """The resolver's own explanation (``error:``/``cause:`` lines), on one line."""
-    picked = [ln.strip() for ln in lines if ln.strip().startswith(("error:", "cause:", "×", "╰─▶"))]
-    return " ".join(picked)[:800]
+    picked = [
+        ln.strip()
+        for ln in lines
+        if ln.strip().startswith(("error:", "cause:", "\u00d7", "\u2570\u2500\u25b6"))
+    ]
+    return " ".join(picked).removeprefix("error:").strip()[:800]

@@ -1,4 +1,6 @@
-"""A fake builder for fast tests, demos and frontend work. Never stands in for uv in integration tests.
+"""A fake builder for fast tests, demos and frontend work.
+
+Never a stand-in for uv in integration tests.
 
 It installs nothing: the artifact is a directory with a lock derived from the requirements, and
 its kernel runs on the Python that runs jupyter-envs. Behaviour is steered by environment
@@ -21,7 +23,7 @@ from packaging.requirements import Requirement
 
 from ..errors import BuildCancelledError, BuildError
 from ..events import Event, LogLine, Progress
-from .base import BuildOutput, BuildRequest, Builder
+from .base import Builder, BuildOutput, BuildRequest
 
 if TYPE_CHECKING:
     from ..spec import Environment
@@ -62,4 +64,6 @@ class FakeBuilder(Builder):
         request.staging.mkdir(parents=True, exist_ok=True)
         (request.staging / "fake-env.txt").write_text(env.spec_hash + "\n")
         yield Progress("install", 0.9, "installed")
-        return BuildOutput(lock="\n".join(sorted(lock_lines)) + "\n", python_version=sys.version.split()[0])
+        return BuildOutput(
+            lock="\n".join(sorted(lock_lines)) + "\n", python_version=sys.version.split()[0]
+        )

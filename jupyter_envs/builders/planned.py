@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailableError
 from ..events import Event
-from .base import BuildOutput, BuildRequest, Builder
+from .base import Builder, BuildOutput, BuildRequest
 
 if TYPE_CHECKING:
     from ..spec import Environment

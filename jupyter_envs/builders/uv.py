@@ -16,7 +16,7 @@ from ..events import Event, LogLine, Progress
 from ..pythons import python_site_packages, select_interpreter
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from ._process import run_streaming
-from .base import BuildOutput, BuildRequest, Builder
+from .base import Builder, BuildOutput, BuildRequest
 
 if TYPE_CHECKING:
     from ..spec import Environment
@@ -63,7 +63,13 @@ class UvBuilder(Builder):
 
     def kernel_argv(self, artifact: Path) -> list[str]:
         """Start ipykernel with the venv's own interpreter."""
-        return [str(artifact / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        return [
+            str(artifact / "bin" / "python"),
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+        ]
 
     def _uv_env(self) -> tuple[dict[str, str], dict[str, str]]:
         env = dict(os.environ)
@@ -93,13 +99,18 @@ class UvBuilder(Builder):
         yield LogLine(f"Using Python {interp.version} at {interp.path}")
         uv_env, settings = self._uv_env()
         if settings:
-            yield LogLine("Honouring the host pip configuration: " + ", ".join(pipconfig.describe(settings)))
+            yield LogLine(
+                "Honouring the host pip configuration: " + ", ".join(pipconfig.describe(settings))
+            )
         prefix = request.staging
         yield Progress("venv", 0.05, "creating the virtual environment")
         # --relocatable: the venv is built in a staging directory and then moved into place.
         yield from run_streaming(
             [uv, "venv", "--relocatable", "--no-project", "--python", interp.path, str(prefix)],
-            env=uv_env, cancel=request.cancel, what="uv venv", env_name=env.name,
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv venv",
+            env_name=env.name,
         )
         reqs_file = prefix / "jupyter-envs-requirements.txt"
         reqs_file.write_text(
@@ -110,7 +121,10 @@ class UvBuilder(Builder):
         python = str(prefix / "bin" / "python")
         for event in run_streaming(
             [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
-            env=uv_env, cancel=request.cancel, what="uv pip install", env_name=env.name,
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv pip install",
+            env_name=env.name,
         ):
             yield event
             for pattern, fraction, label in _UV_STEPS:
@@ -121,7 +135,10 @@ class UvBuilder(Builder):
         yield Progress("lock", 0.93, "recording the lock")
         frozen = yield from run_streaming(
             [uv, "pip", "freeze", "--python", python],
-            env=uv_env, cancel=request.cancel, what="uv pip freeze", env_name=env.name,
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv pip freeze",
+            env_name=env.name,
             collect=True,
         )
         lock = "\n".join(line for line in frozen if line and not line.startswith("Using ")) + "\n"

@@ -1,0 +1,59 @@
+"""Shared fixtures.
+
+Every test gets its own Jupyter data dir (so the default workspace and kernelspecs live in a
+temporary folder) and the manager cache is cleared. A session check makes sure the suite left
+no kernelspec in the real data dir and no kernel process of a test environment running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_envs import manager
+from jupyter_envs.store import Workspace
+
+# Where tests must never write: the data dir of whoever runs the suite.
+_REAL_DATA_DIR = Path(os.environ.get("JUPYTER_DATA_DIR", Path.home() / ".local/share/jupyter"))
+
+
+def _real_kernelspecs() -> set[str]:
+    kernels = _REAL_DATA_DIR / "kernels"
+    return {p.name for p in kernels.glob("jenv-*")} if kernels.is_dir() else set()
+
+
+def _test_kernel_processes(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout
+    return [ln for ln in out.splitlines() if marker in ln and "ipykernel" in ln]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    before = _real_kernelspecs()
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    leaked = _real_kernelspecs() - before
+    assert not leaked, f"tests left kernelspecs in the real data dir: {sorted(leaked)}"
+    running = _test_kernel_processes(base)
+    assert not running, f"tests left kernels running: {running}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_jupyter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private Jupyter data dir for every test; returns it."""
+    data = tmp_path / "jupyter-data"
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(data))
+    monkeypatch.delenv("JUPYTER_ENVS_STORE", raising=False)
+    monkeypatch.delenv("JUPYTER_ENVS_KERNELS_DIR", raising=False)
+    monkeypatch.setattr(manager, "_managers", {})
+    return data
+
+
+@pytest.fixture
+def workspace(isolated_jupyter: Path) -> Workspace:
+    """The default workspace of the isolated data dir."""
+    return Workspace()
