@@ -27,7 +27,9 @@ def _real_kernelspecs() -> set[str]:
 
 
 def _test_kernel_processes(marker: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["ps", "-eo", "pid,args"], capture_output=True, text=True, check=False
+    ).stdout
     return [ln for ln in out.splitlines() if marker in ln and "ipykernel" in ln]
 
 

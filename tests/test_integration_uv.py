@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -18,13 +17,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, Path]]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
     """One real env (six pinned) built once for the module, in its own data dir."""
     data = tmp_path_factory.mktemp("uv-data")
     ws = Workspace(data / "jupyter_envs", data / "kernels")
     result = Environment("smoke", pip=["six==1.17.0"]).build(ws=ws)
     assert not result.cache_hit
-    yield ws, data
+    return ws, data
 
 
 def _execute(km: KernelManager, code: str) -> str:
@@ -85,7 +84,8 @@ def test_magics_work_inside_a_built_env_kernel(
         )
     finally:
         km.shutdown_kernel(now=True)
-    assert "smoke" in out and "jenv-smoke-v1" in out
+    assert "smoke" in out
+    assert "jenv-smoke-v1" in out
     # The kernel side comes from the store's runtime copy, not from the host's site-packages.
     assert f"{ws.root}/runtime/" in out
 
@@ -100,12 +100,15 @@ def test_notebook_with_env_cell_runs_under_nbclient(tmp_path: Path) -> None:
         nbformat.v4.new_code_cell("%env MY_FLAG=1\nimport os; print(os.environ['MY_FLAG'])"),
     ]
     # The notebook's kernel must see the same isolated data dir as this test.
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute(env={**os.environ})
     first = "".join(o.get("text", "") for o in nb.cells[1].outputs)
     second = "".join(o.get("text", "") for o in nb.cells[2].outputs)
     assert "Reading the cell as requirements.txt" in first
-    assert "nbdemo v1 (built in" in first and "jenv-nbdemo-v1" in first
+    assert "nbdemo v1 (built in" in first
+    assert "jenv-nbdemo-v1" in first
     assert "nbdemo v1 (cache hit)" in second
     shown = "".join(o.get("text", "") for o in nb.cells[3].outputs)
     assert "six==1.17.0" in shown

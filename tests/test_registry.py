@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_envs import CancelToken, EnvManager, Environment, Workspace
+from jupyter_envs import CancelToken, Environment, EnvManager, Workspace
 from jupyter_envs.errors import BuildCancelledError, BuildError, NotFoundError
 from jupyter_envs.events import Event, LogLine, Progress
 
@@ -32,7 +32,10 @@ def test_build_registers_version_lock_and_kernelspec(workspace: Workspace) -> No
     assert record.build_seconds is not None
     spec = json.loads((workspace.kernels_dir / "jenv-demo-v1" / "kernel.json").read_text())
     assert spec["metadata"]["jupyter_envs"] == {
-        "env": "demo", "version": 1, "spec_hash": result.spec_hash, "backend": "fake",
+        "env": "demo",
+        "version": 1,
+        "spec_hash": result.spec_hash,
+        "backend": "fake",
         "description": "",
     }
     assert spec["display_name"].startswith("demo v1")
@@ -49,7 +52,8 @@ def test_unchanged_spec_is_a_hit_without_subprocess(
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
     again = fake().build(ws=workspace)
-    assert again.cache_hit and again.version == 1
+    assert again.cache_hit
+    assert again.version == 1
 
 
 def test_new_version_only_when_hash_changes(workspace: Workspace) -> None:
@@ -68,7 +72,8 @@ def test_force_rebuild_replaces_artifact_in_place(workspace: Workspace) -> None:
     forced = fake().build(ws=workspace, force=True)
     assert (forced.version, forced.cache_hit) == (1, False)
     assert forced.artifact != first.artifact
-    assert not Path(first.artifact).exists() and Path(forced.artifact).exists()
+    assert not Path(first.artifact).exists()
+    assert Path(forced.artifact).exists()
 
 
 def test_register_without_building_then_build_promotes(workspace: Workspace) -> None:
@@ -114,7 +119,8 @@ def test_failed_build_keeps_previous_version(workspace: Workspace) -> None:
     before = workspace.snapshot()
     with pytest.raises(BuildError, match="asked to fail") as info:
         fake("demo", "six", "fail-build").build(ws=workspace)
-    assert info.value.log_path and Path(info.value.log_path).is_file()
+    assert info.value.log_path
+    assert Path(info.value.log_path).is_file()
     assert workspace.snapshot() == before
     assert Path(good.artifact).exists()
     assert [b.status for b in workspace.builds("demo")] == ["succeeded", "failed"]
@@ -125,7 +131,8 @@ def test_events_stream_in_order(workspace: Workspace) -> None:
     events: list[Event] = []
     fake("demo", "six", "requests").build(ws=workspace, on_event=events.append)
     fractions = [e.fraction for e in events if isinstance(e, Progress)]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert [e.text for e in events if isinstance(e, LogLine)] == [" + six", " + requests"]
 
 
@@ -156,7 +163,9 @@ def _spawn_build(workspace: Workspace, delay: str) -> subprocess.Popen[str]:
     env = {**os.environ, "JUPYTER_ENVS_FAKE_DELAY": delay}
     return subprocess.Popen(
         [sys.executable, "-c", _BUILD_SCRIPT, str(workspace.root), str(workspace.kernels_dir)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -206,7 +215,8 @@ def test_deleted_artifact_is_rebuilt_not_reused(workspace: Workspace) -> None:
 
     shutil.rmtree(first.artifact)
     again = fake().build(ws=workspace)
-    assert not again.cache_hit and Path(again.artifact).exists()
+    assert not again.cache_hit
+    assert Path(again.artifact).exists()
 
 
 def test_missing_kernelspec_is_restored_on_hit(workspace: Workspace) -> None:
@@ -235,6 +245,7 @@ def test_curated_environments_build_by_name(workspace: Workspace) -> None:
 
     assert {"minimal", "scientific", "ml-cpu"} <= set(curated.names())
     env = curated.get("scientific")
-    assert "numpy" in env.pip_requirements and env.description
+    assert "numpy" in env.pip_requirements
+    assert env.description
     with pytest.raises(NotFoundError, match="curated: "):
         EnvManager(workspace).build_named("no-such-env")

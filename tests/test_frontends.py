@@ -1,0 +1,115 @@
+"""The CLI and the magics, in-process, on the fake builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import start_ipython
+
+from jupyter_envs import Environment, Workspace
+from jupyter_envs.cli import main
+from jupyter_envs.errors import SpecError
+
+
+def test_cli_create_list_show_export_remove(
+    tmp_path: Path, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    req = tmp_path / "requirements.txt"
+    req.write_text("six==1.17.0\n")
+    # The fake builder is chosen by the spec: write it as a JSON-free path via from_text + backend.
+    Environment.from_text("demo", req.read_text()).clone_with(backend="fake").build(ws=workspace)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "demo" in out
+    assert "jenv-demo-v1" in out
+    assert main(["show", "demo"]) == 0
+    assert "six==1.17.0" in capsys.readouterr().out
+    assert main(["export", "demo", "--format", "lock"]) == 0
+    assert capsys.readouterr().out.strip() == "six==1.17.0"
+    assert main(["versions", "demo"]) == 0
+    assert "jenv-demo-v1" in capsys.readouterr().out
+    assert main(["logs", "demo"]) == 0
+    assert "+ six" in capsys.readouterr().out
+    assert main(["remove", "demo"]) == 0
+    assert "Removed demo (v1)" in capsys.readouterr().out
+    assert main(["show", "demo"]) == 1
+    assert "no environment named 'demo'" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_with_status(
+    tmp_path: Path, workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bogus"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    bad = tmp_path / "requirements.txt"
+    bad.write_text("six\npandas>=>1\n")
+    assert main(["create", "-f", str(bad), "demo"]) == 1
+    err = capsys.readouterr().err
+    assert "line 2" in err
+    assert "pandas>=>1" in err
+    assert main(["create", "-f", str(tmp_path / "missing.txt"), "demo"]) == 1
+    assert "file not found" in capsys.readouterr().err
+    assert main(["show", "demo", "--version", "x"]) == 2
+    assert workspace.snapshot() == {"environments": [], "versions": []}
+
+
+def test_cli_curated(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["curated"]) == 0
+    assert "scientific" in capsys.readouterr().out
+
+
+@pytest.fixture
+def shell(isolated_jupyter: Path) -> InteractiveShell:
+    start_ipython()  # makes the global test shell once per process
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_envs")
+    return ip
+
+
+def test_env_cell_magic_builds_and_reports(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shell.run_cell_magic("env", "demo --backend fake --env FLAG=1", "six\n")
+    out = capsys.readouterr().out
+    assert "Reading the cell as requirements.txt" in out
+    assert "demo v1 (built in" in out
+    assert "jenv-demo-v1" in out
+    assert Environment.get("demo").env_vars == {"FLAG": "1"}
+    shell.run_cell_magic("env", "demo --backend fake --env FLAG=1", "six\n")
+    assert "demo v1 (cache hit)" in capsys.readouterr().out
+
+
+def test_ipython_env_line_magic_still_works(shell: InteractiveShell) -> None:
+    shell.run_line_magic("env", "JUPYTER_ENVS_TEST_FLAG=yes")
+    assert shell.run_line_magic("env", "JUPYTER_ENVS_TEST_FLAG") == "yes"
+
+
+def test_magic_errors_are_messages_not_tracebacks(
+    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = shell.run_cell("%%env demo --backend fake\nsix\npandas>=>1\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    assert "SpecError: line 2" in shown
+    assert "Traceback" not in shown
+    result = shell.run_cell("%%env ../x\nsix\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    result = shell.run_cell("%%env demo --bogus\nsix\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    assert "unrecognized arguments: --bogus" in str(result.error_in_exec)
+
+
+def test_envs_line_magic_verbs(shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+    shell.run_cell_magic("env", "demo --backend fake", "six==1.17.0\n")
+    capsys.readouterr()
+    shell.run_line_magic("envs", "list")
+    assert "jenv-demo-v1" in capsys.readouterr().out
+    shell.run_line_magic("envs", "export demo --format requirements")
+    assert capsys.readouterr().out.strip() == "six==1.17.0"
+    shell.run_line_magic("envs", "remove demo")
+    assert "Removed demo" in capsys.readouterr().out
+    result = shell.run_cell("%envs show demo")
+    assert "no environment named 'demo'" in str(result.error_in_exec)
