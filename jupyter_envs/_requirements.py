@@ -63,6 +63,15 @@ def parse_requirement(text: str, *, line: int | None = None, source: str | None 
             text=stripped,
             source=source,
         ) from None
+    # packaging accepts "name===" (arbitrary equality with an empty string); pip would not.
+    if any(not spec.version.strip() for spec in req.specifier):
+        raise SpecError(
+            "not a valid requirement (a version operator needs a version)",
+            field="pip",
+            line=line,
+            text=stripped,
+            source=source,
+        )
     return normalize_requirement(req)
 
 

@@ -9,13 +9,30 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from jupyter_envs import manager
 from jupyter_envs.store import Workspace
+
+# CI sets this so that a test skipped for a missing component (Docker engine, Chromium, ...) fails
+# instead: CI must always run those tests for real. Locally they skip with their reason.
+REQUIRE_ALL = os.environ.get("JUPYTER_ENVS_REQUIRE_ALL", "") not in ("", "0")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but JUPYTER_ENVS_REQUIRE_ALL=1 forbids skips: {reason}"
+    return report
+
 
 # Where tests must never write: the data dir of whoever runs the suite.
 _REAL_DATA_DIR = Path(os.environ.get("JUPYTER_DATA_DIR", Path.home() / ".local/share/jupyter"))
