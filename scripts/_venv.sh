@@ -23,8 +23,8 @@ fi
 STAMP="$VENV/.jupyter-envs-$1-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
 if [ ! -e "$STAMP" ]; then
     echo "==> installing jupyter-envs[$1] into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e "$ROOT[$1]"
+    "$VENV/bin/python" -m pip install -qq --upgrade pip
+    "$VENV/bin/python" -m pip install -qq -e "$ROOT[$1]"
     touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
