@@ -105,7 +105,7 @@ def _parse_env_pairs(pairs: list[str]) -> dict[str, str]:
 class EnvMagics(Magics):
     """The ``%%env`` cell magic and the ``%envs`` line magic."""
 
-    @cell_magic("env")
+    @cell_magic("env")  # type: ignore[arg-type, unused-ignore]  # IPython 9 stubs: Never
     def env_cell(self, line: str, cell: str) -> None:
         """%%env NAME [--python X] [--backend B] [--format F] [--force] [--no-activate] [--env K=V]
 
@@ -133,7 +133,7 @@ class EnvMagics(Magics):
             print(f"Select the kernel '{result.kernel_name}' to use it.")
         return None
 
-    @line_magic("envs")
+    @line_magic("envs")  # type: ignore[arg-type, unused-ignore]
     def envs_line(self, line: str) -> None:
         """%envs list | show | versions | build | remove | export | logs NAME
 
