@@ -24,6 +24,11 @@ def kernel_name(env: str, version: int) -> str:
     return f"{KERNEL_PREFIX}{env}-v{version}"
 
 
+def display_name(env: str, version: int, python_version: str) -> str:
+    """The name people see in the kernel picker, e.g. ``nlp v2 (Python 3.11.7)``."""
+    return f"{env} v{version} (Python {python_version})" if python_version else f"{env} v{version}"
+
+
 def write_kernelspec(
     kernels_dir: Path,
     *,
@@ -41,7 +46,7 @@ def write_kernelspec(
     name = kernel_name(env, version)
     spec: dict[str, Any] = {
         "argv": argv,
-        "display_name": f"{env} v{version} (Python {python_version})",
+        "display_name": display_name(env, version, python_version),
         "language": "python",
         # The kernel's own magics must find the same registry as the process that built it.
         "env": {**env_vars, "JUPYTER_ENVS_STORE": str(store_root)},

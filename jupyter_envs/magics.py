@@ -17,6 +17,7 @@ from IPython.display import DisplayHandle, display
 
 from ._commands import RaisingParser, UsageError, make_parser, run_command
 from ._validate import validate_env_vars
+from .activation import SwitchTarget, parse_reference, switch_notebook, target_for
 from .errors import SpecError
 from .events import Event, LogLine, Progress
 from .manager import get_manager
@@ -130,22 +131,44 @@ class EnvMagics(Magics):
         result = get_manager().build(env, force=args.force, on_event=out.event)
         print(result.summary())
         if not args.no_activate:
-            print(f"Select the kernel '{result.kernel_name}' to use it.")
+            switch_notebook(
+                SwitchTarget(
+                    env=result.name,
+                    version=result.version,
+                    spec_hash=result.spec_hash,
+                    kernel_name=result.kernel_name,
+                    display_name=result.display_name,
+                )
+            )
         return None
 
     @line_magic("envs")  # type: ignore[arg-type, unused-ignore]
     def envs_line(self, line: str) -> None:
-        """%envs list | show | versions | build | remove | export | logs NAME
+        """%envs list | show | versions | build | remove | export | logs | activate NAME
 
         Also ``%envs curated`` (the ready-made environments) and ``%envs create -f FILE NAME``.
         """
+        words = shlex.split(line)
+        if words[:1] == ["activate"]:
+            self._activate(words[1:])
+            return
         try:
-            args = make_parser("%envs").parse_args(shlex.split(line))
+            args = make_parser("%envs").parse_args(words)
         except SystemExit:
             return  # --help printed
         except (UsageError, ValueError) as exc:
             raise SpecError(str(exc), field="%envs arguments") from None
         run_command(args, get_manager(), NotebookOutput())
+
+    @staticmethod
+    def _activate(words: list[str]) -> None:
+        """%envs activate NAME[:VERSION] — switch this notebook to a built version."""
+        if len(words) != 1:
+            raise SpecError("usage: %envs activate NAME[:VERSION]", field="%envs arguments")
+        name, version = parse_reference(words[0])
+        target = target_for(get_manager().record(name, version))
+        print(f"{target.env} v{target.version} — kernel: {target.kernel_name}")
+        switch_notebook(target)
 
 
 def register(ipython: InteractiveShell | Any) -> None:

@@ -21,7 +21,13 @@ from .builders import BuildOutput, BuildRequest, CancelToken, get_builder
 from .conda import CondaDependencies
 from .errors import BackendUnavailableError, BuildCancelledError, BuildError, NotFoundError
 from .events import Event, LogLine, Progress
-from .kernelspec import kernel_name, kernelspec_exists, remove_kernelspec, write_kernelspec
+from .kernelspec import (
+    display_name,
+    kernel_name,
+    kernelspec_exists,
+    remove_kernelspec,
+    write_kernelspec,
+)
 from .runtime import ensure_runtime
 from .spec import Environment
 from .store import VersionRecord, Workspace, default_root
@@ -44,6 +50,12 @@ class BuildResult:
     log_path: str | None
     artifact: str
     backend: str
+    python_version: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """The kernel's name as people see it in the kernel picker."""
+        return display_name(self.name, self.version, self.python_version)
 
     def summary(self) -> str:
         """One line for people: env, version, cache hit or build time, kernel name."""
@@ -90,6 +102,7 @@ class EnvManager:
             log_path=record.log_path,
             artifact=record.artifact or "",
             backend=record.backend,
+            python_version=record.python_version or "",
         )
 
     def build(
@@ -195,6 +208,7 @@ class EnvManager:
             log_path=str(log_path),
             artifact=str(artifact),
             backend=backend,
+            python_version=output.python_version,
         )
 
     def _register_built(

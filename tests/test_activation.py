@@ -1,0 +1,201 @@
+"""Switching from inside a real kernel: the comm it opens, the answer, and the server fallback.
+
+The kernel is a real ipykernel started through jupyter_client; the environment is built with the
+fake builder (switching does not care what is inside). The frontend's part is played by the test:
+it reads the comm_open on iopub and answers or closes it like JupyterLab would.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+
+from jupyter_envs.activation import (
+    SWITCH_TARGET,
+    SwitchTarget,
+    lost_variables,
+    parse_reference,
+    switch_notebook,
+)
+from jupyter_envs.errors import SpecError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    # Named like a Jupyter server names them: the kernel reads its id from this file name.
+    kernel_id = str(uuid.uuid4())
+    km = KernelManager(
+        kernel_name="python3",
+        kernel_id=kernel_id,
+        connection_file=str(tmp_path / f"kernel-{kernel_id}.json"),
+    )
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        yield km, kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _run(kc: BlockingKernelClient, code: str) -> list[dict[str, Any]]:
+    """Execute ``code``; return its iopub messages up to idle (the comm_open among them)."""
+    msg_id = kc.execute(code)
+    messages = []
+    while True:
+        msg = kc.get_iopub_msg(timeout=60)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        messages.append(msg)
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return messages
+
+
+def _text(messages: list[dict[str, Any]]) -> str:
+    out = []
+    for m in messages:
+        content = m["content"]
+        out.append(content.get("text", ""))
+        out.append(content.get("data", {}).get("text/plain", ""))
+        if m["msg_type"] == "error":
+            out.append("\n".join(content["traceback"]))
+    return "\n".join(out)
+
+
+def _wait_for_update(kc: BlockingKernelClient, needle: str) -> str:
+    """Wait for an update_display_data whose text contains ``needle`` (from any parent)."""
+    seen: list[str] = []
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=20)
+        except queue.Empty:
+            raise AssertionError(f"no display update with {needle!r}; saw {seen}") from None
+        if msg["msg_type"] == "update_display_data":
+            text = str(msg["content"]["data"].get("text/plain", ""))
+            seen.append(text)
+            if needle in text:
+                return text
+
+
+_CELL = "%load_ext jupyter_envs\nmy_data = [1, 2]\n"
+
+
+def test_env_cell_opens_a_switch_comm_and_reads_the_answer(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    _, kc = kernel
+    assert not [m for m in _run(kc, _CELL) if m["msg_type"] == "error"]
+    messages = _run(kc, "%%env demo --backend fake\nsix\n")
+    text = _text(messages)
+    assert "demo v1 (built in" in text
+    assert "Switching this notebook to demo v1 (kernel 'jenv-demo-v1'" in text
+    # The summary names what the old kernel loses.
+    assert "my_data" in text
+    opens = [m for m in messages if m["msg_type"] == "comm_open"]
+    assert len(opens) == 1
+    content = opens[0]["content"]
+    assert content["target_name"] == SWITCH_TARGET
+    assert content["data"]["kernel_name"] == "jenv-demo-v1"
+    assert content["data"]["env"] == "demo"
+    assert content["data"]["version"] == 1
+    assert len(content["data"]["spec_hash"]) == 64
+    # The comm comes from the cell's execute request: the frontend uses its session to pick the
+    # tab that asked.
+    assert opens[0]["parent_header"]["session"] == kc.session.session
+    # JupyterLab's answer: the status line says it is switching.
+    msg = kc.session.msg(
+        "comm_msg", {"comm_id": content["comm_id"], "data": {"status": "switching"}}
+    )
+    kc.shell_channel.send(msg)
+    assert "JupyterLab is switching" in _wait_for_update(kc, "switching")
+
+
+def test_no_activate_and_reactivation(kernel: tuple[KernelManager, BlockingKernelClient]) -> None:
+    _, kc = kernel
+    _run(kc, _CELL)
+    messages = _run(kc, "%%env demo --backend fake --no-activate\nsix\n")
+    assert not [m for m in messages if m["msg_type"] == "comm_open"]
+    messages = _run(kc, "%envs activate demo:1")
+    assert [m for m in messages if m["msg_type"] == "comm_open"]
+    bad = _text(_run(kc, "%envs activate demo:7"))
+    assert "has no version 7" in bad
+    assert "Traceback" not in bad
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    calls: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.put((self.path, self.headers["Authorization"], body))
+        self.send_response(202)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"status": "switching"}')
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_closed_comm_falls_back_to_the_server(
+    kernel: tuple[KernelManager, BlockingKernelClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frontend without the labextension closes the comm: the kernel asks the server."""
+    server = HTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    km, kc = kernel
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/jupyter-envs/api/"
+        _run(
+            kc,
+            _CELL
+            + f"import os\nos.environ['JUPYTER_ENVS_API_URL'] = {url!r}\n"
+            + "os.environ['JUPYTER_ENVS_API_TOKEN'] = 'scoped-token'\n",
+        )
+        messages = _run(kc, "%%env demo --backend fake\nsix\n")
+        comm_id = next(m for m in messages if m["msg_type"] == "comm_open")["content"]["comm_id"]
+        kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": comm_id, "data": {}}))
+        path, auth, body = _Recorder.calls.get(timeout=20)
+        assert path == "/jupyter-envs/api/switch"
+        assert auth == "token scoped-token"
+        assert body["kernel_id"] == km.kernel_id
+        assert body["kernel_name"] == "jenv-demo-v1"
+        assert "within about 10 seconds" in _wait_for_update(kc, "server is switching")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_outside_a_kernel_the_user_is_told_what_to_pick() -> None:
+    said: list[str] = []
+    target = SwitchTarget("demo", 2, "ab" * 32, "jenv-demo-v2", "demo v2 (Python 3.11.7)")
+    assert switch_notebook(target, say=said.append) == "manual"
+    assert said == [
+        "To use it, select the kernel 'demo v2 (Python 3.11.7)' (jenv-demo-v2) "
+        "in your notebook's kernel picker."
+    ]
+
+
+def test_references_and_lost_variables() -> None:
+    assert parse_reference("nlp") == ("nlp", None)
+    assert parse_reference("nlp:3") == ("nlp", 3)
+    for bad in ("nlp:", "nlp:x", "nlp:0"):
+        with pytest.raises(SpecError, match="NAME:VERSION"):
+            parse_reference(bad)
+    ns = {"df": 1, "_x": 2, "In": [], "hidden": 3, "model": 4}
+    assert lost_variables(ns, {"hidden": 3}) == ["df", "model"]
