@@ -1,0 +1,335 @@
+/**
+ * jupyter-envs frontend.
+ *
+ * The Python side of jupyter-envs runs inside a notebook's kernel. Once it
+ * has built an environment and installed a kernelspec for it, it opens a comm
+ * on the target `jupyter_envs.switch` with
+ *
+ *     {kernel_name, display_name, env, version, spec_hash}
+ *
+ * In the tab whose client sent the cell that opened the comm (and no other),
+ * this plugin answers `{status: "switching"}` at once (so the kernel knows a
+ * labextension is handling it and does not fall back to the server), waits for
+ * the kernel to be idle, switches that notebook to the new kernel, records
+ * `metadata.jupyter_envs = {env, version, spec_hash}` in the notebook, and
+ * tells the user with a notification. Failures answer
+ * `{status: "error", message}`.
+ */
+
+import {
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { Notification } from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { JSONObject, ReadonlyPartialJSONValue } from '@lumino/coreutils';
+
+/** Comm target the kernel side opens to ask for a kernel switch. */
+export const COMM_TARGET = 'jupyter_envs.switch';
+
+/** Notebook metadata key written after a successful switch. */
+export const METADATA_KEY = 'jupyter_envs';
+
+/** The data of the comm_open message. */
+export interface ISwitchRequest {
+  kernel_name: string;
+  display_name: string;
+  env: string;
+  version: number;
+  spec_hash: string;
+}
+
+/** The replies sent back on the comm. */
+export type SwitchReply =
+  | { status: 'switching' }
+  | { status: 'switched' }
+  | { status: 'error'; message: string };
+
+/**
+ * Check the data of a comm_open message.
+ *
+ * Returns the request, or a message telling what is wrong with it.
+ */
+export function parseSwitchRequest(
+  data: ReadonlyPartialJSONValue | undefined
+): ISwitchRequest | string {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    return 'the comm data must be an object';
+  }
+  const record = data as { [key: string]: ReadonlyPartialJSONValue | undefined };
+  for (const field of ['kernel_name', 'env', 'spec_hash'] as const) {
+    const value = record[field];
+    if (typeof value !== 'string' || !value) {
+      return `the comm data needs a non-empty string "${field}"`;
+    }
+  }
+  const version = record['version'];
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    return 'the comm data needs a version number >= 1';
+  }
+  const displayName = record['display_name'];
+  const values: ISwitchRequest = {
+    kernel_name: record['kernel_name'] as string,
+    display_name:
+      typeof displayName === 'string' && displayName
+        ? displayName
+        : (record['kernel_name'] as string),
+    env: record['env'] as string,
+    version,
+    spec_hash: record['spec_hash'] as string
+  };
+  return values;
+}
+
+function errorMessage(error: unknown): string {
+  if (error instanceof Error) {
+    return error.message;
+  }
+  return String(error);
+}
+
+/**
+ * Send a reply on the comm, leaving it open.
+ */
+function send(comm: Kernel.IComm, content: SwitchReply): void {
+  if (!comm.isDisposed) {
+    comm.send(content as unknown as JSONObject);
+  }
+}
+
+/**
+ * Send a reply on the comm and close it.
+ *
+ * After a successful switch the server has already shut down the kernel that
+ * opened the comm and JupyterLab has disposed its connection, so the reply
+ * cannot reach it any more: that failure is expected and only logged.
+ */
+function reply(comm: Kernel.IComm, content: SwitchReply): void {
+  try {
+    if (comm.isDisposed) {
+      throw new Error('the comm is closed');
+    }
+    comm.send(content as unknown as JSONObject);
+    comm.close();
+  } catch (error) {
+    console.debug(
+      `jupyter-envs: could not send ${JSON.stringify(content)} on the comm ` +
+        `(the kernel that opened it is gone): ${errorMessage(error)}`
+    );
+  }
+}
+
+/**
+ * Resolve once the kernel is idle; reject if it dies or goes away first.
+ */
+function waitUntilIdle(kernel: Kernel.IKernelConnection): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const check = (): boolean => {
+      if (kernel.isDisposed) {
+        reject(new Error('the kernel connection was closed'));
+        return true;
+      }
+      switch (kernel.status) {
+        case 'idle':
+          resolve();
+          return true;
+        case 'dead':
+        case 'restarting':
+        case 'autorestarting':
+          reject(new Error(`the kernel is ${kernel.status}`));
+          return true;
+        default:
+          return false;
+      }
+    };
+    if (check()) {
+      return;
+    }
+    const onChange = (): void => {
+      if (check()) {
+        kernel.statusChanged.disconnect(onChange);
+        kernel.disposed.disconnect(onChange);
+      }
+    };
+    kernel.statusChanged.connect(onChange);
+    kernel.disposed.connect(onChange);
+  });
+}
+
+/**
+ * Watches one notebook panel: keeps the comm target registered on whatever
+ * kernel the panel has, and handles the switch requests of that kernel.
+ */
+class PanelWatcher {
+  constructor(
+    private readonly _app: JupyterFrontEnd,
+    private readonly _panel: NotebookPanel
+  ) {
+    const sessionContext = _panel.sessionContext;
+    sessionContext.kernelChanged.connect(this._onKernelChanged, this);
+    this._register(sessionContext.session?.kernel ?? null);
+    _panel.disposed.connect(this._dispose, this);
+  }
+
+  private _onKernelChanged(
+    _sender: unknown,
+    change: {
+      oldValue: Kernel.IKernelConnection | null;
+      newValue: Kernel.IKernelConnection | null;
+    }
+  ): void {
+    this._unregister(change.oldValue);
+    this._register(change.newValue);
+  }
+
+  private _register(kernel: Kernel.IKernelConnection | null): void {
+    if (!kernel || kernel.isDisposed || this._kernel === kernel) {
+      return;
+    }
+    this._unregister(this._kernel);
+    kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
+    this._kernel = kernel;
+  }
+
+  private _unregister(kernel: Kernel.IKernelConnection | null): void {
+    if (!kernel || kernel !== this._kernel) {
+      return;
+    }
+    this._kernel = null;
+    if (!kernel.isDisposed) {
+      kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
+    }
+  }
+
+  private _dispose(): void {
+    this._panel.sessionContext.kernelChanged.disconnect(
+      this._onKernelChanged,
+      this
+    );
+    this._unregister(this._kernel);
+  }
+
+  /**
+   * Called by the panel's kernel connection when its kernel opens the comm.
+   *
+   * JupyterLab handles a kernel's messages one at a time and waits for this
+   * callback before it handles the next one, so the switch itself runs
+   * detached: it waits for the messages that follow (the rest of the cell's
+   * output, the kernel going idle).
+   */
+  private readonly _onCommOpen = (
+    comm: Kernel.IComm,
+    msg: KernelMessage.ICommOpenMsg
+  ): void => {
+    // Every tab connected to this kernel sees the comm_open; only the one whose
+    // client sent the execute request that opened it acts.
+    const parent = msg.parent_header as Partial<KernelMessage.IHeader>;
+    if (this._kernel && parent.session && parent.session !== this._kernel.clientId) {
+      return;
+    }
+    const request = parseSwitchRequest(msg.content.data);
+    if (typeof request === 'string') {
+      this._fail(comm, `Invalid environment switch request: ${request}`);
+      return;
+    }
+    const kernel = this._kernel;
+    if (!kernel) {
+      this._fail(comm, 'The notebook has no kernel any more');
+      return;
+    }
+    if (this._switching) {
+      this._fail(
+        comm,
+        'A kernel switch is already under way for this notebook'
+      );
+      return;
+    }
+    this._switching = true;
+    // Tell the kernel at once that this extension handles the switch (it falls
+    // back to the server only when the comm closes without this answer).
+    send(comm, { status: 'switching' });
+    void this._switch(comm, kernel, request).finally(() => {
+      this._switching = false;
+    });
+  };
+
+  private async _switch(
+    comm: Kernel.IComm,
+    kernel: Kernel.IKernelConnection,
+    request: ISwitchRequest
+  ): Promise<void> {
+    const { kernel_name, env, version, spec_hash } = request;
+    const label = `${env} v${version}`;
+    const kernelspecs = this._app.serviceManager.kernelspecs;
+    try {
+      // Let the cell that asked for the switch finish first: switching
+      // shuts its kernel down, which would cut the cell off.
+      await waitUntilIdle(kernel);
+      if (this._panel.isDisposed) {
+        throw new Error('the notebook was closed');
+      }
+      if (this._panel.sessionContext.session?.kernel !== kernel) {
+        throw new Error('the notebook changed its kernel meanwhile');
+      }
+      // The kernelspec was installed after JupyterLab last listed them.
+      await kernelspecs.refreshSpecs();
+      const known = kernelspecs.specs?.kernelspecs ?? {};
+      if (!(kernel_name in known)) {
+        throw new Error(`no kernel named "${kernel_name}" is installed`);
+      }
+      await this._panel.sessionContext.changeKernel({ name: kernel_name });
+    } catch (error) {
+      this._fail(
+        comm,
+        `Could not switch to environment ${label}: ${errorMessage(error)}`
+      );
+      return;
+    }
+
+    this._panel.content.model?.setMetadata(METADATA_KEY, {
+      env,
+      version,
+      spec_hash
+    });
+    reply(comm, { status: 'switched' });
+    Notification.success(
+      `${this._panel.title.label}: switched to environment ${label} (kernel ${kernel_name})`,
+      { autoClose: 5000 }
+    );
+  }
+
+  private _fail(comm: Kernel.IComm, message: string): void {
+    console.error(`jupyter-envs: ${message}`);
+    reply(comm, { status: 'error', message });
+    Notification.error(message, { autoClose: false });
+  }
+
+  private _kernel: Kernel.IKernelConnection | null = null;
+  private _switching = false;
+}
+
+/**
+ * The jupyter-envs plugin.
+ */
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-envs:plugin',
+  description:
+    'Switches a notebook to the kernel of an environment built by jupyter-envs.',
+  autoStart: true,
+  requires: [INotebookTracker],
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker): void => {
+    const watched = new WeakSet<NotebookPanel>();
+    const watch = (panel: NotebookPanel): void => {
+      if (watched.has(panel) || panel.isDisposed) {
+        return;
+      }
+      watched.add(panel);
+      new PanelWatcher(app, panel);
+    };
+    tracker.forEach(watch);
+    tracker.widgetAdded.connect((_sender, panel) => watch(panel));
+  }
+};
+
+export default plugin;

@@ -1,0 +1,131 @@
+"""End to end in a real browser: a ``%%env`` cell switches the open notebook to the new kernel.
+
+Debian's Chromium, driven by Playwright, against a real JupyterLab / Notebook 7 started by the test,
+with a real uv build. Skips (with the reason) where Chromium or Playwright is missing; CI sets
+``JUPYTER_ENVS_REQUIRE_ALL=1`` so that such a skip fails instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests._lab import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    JS_EXECUTE,
+    JS_OUTPUTS,
+    JS_PANEL,
+    JS_RUN_ALL,
+    JupyterServer,
+    browser_missing,
+    jupyter_server,
+    write_notebook,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+_MISSING = browser_missing()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if _MISSING:
+        pytest.skip(_MISSING)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+CELLS = ["%load_ext jupyter_envs\nbefore = 'old kernel'", "%%env e2e\nsix==1.17.0"]
+
+
+def _open(browser: Any, server: JupyterServer, url_path: str) -> Any:
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(f"{server.base}{url_path}?token={server.token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=60_000)
+    page.evaluate("() => window.jupyterapp.started")
+    page.wait_for_function(
+        f"() => {{ const p = ({JS_PANEL})(); return p && p.status === 'idle'; }}", timeout=60_000
+    )
+    return page
+
+
+def _switch_and_check(page: Any, server: JupyterServer, timeout_ms: int) -> dict[str, Any]:
+    before = page.evaluate(JS_PANEL)
+    assert before["kernelName"] == "python3"
+    page.evaluate(JS_RUN_ALL)
+    try:
+        page.wait_for_function(
+            f"() => {{ const p = ({JS_PANEL})(); "
+            "return p && p.kernelName === 'jenv-e2e-v1' && p.status === 'idle'; }",
+            timeout=timeout_ms,
+        )
+    except Exception:
+        outputs = page.evaluate(JS_OUTPUTS)
+        raise AssertionError(
+            f"the notebook did not switch; cell outputs:\n{outputs}\n"
+            f"server log:\n{server.log_tail()}"
+        ) from None
+    after = page.evaluate(JS_PANEL)
+    outputs = page.evaluate(JS_OUTPUTS)
+    assert "Switching this notebook to e2e v1" in outputs
+    assert "before" in outputs  # the summary names the variables the old kernel loses
+    # Code now runs in the environment, and the old kernel is gone from the server.
+    prefix = page.evaluate(JS_EXECUTE, "import sys; print(sys.prefix)").strip()
+    assert "/jupyter_envs/envs/e2e/v1-" in prefix, prefix
+    assert "'old kernel'" not in page.evaluate(JS_EXECUTE, "print(repr(globals().get('before')))")
+    running = {k["id"] for k in server.api("GET", "/api/kernels")}
+    assert before["kernelId"] not in running
+    assert after["kernelId"] in running
+    return dict(after)
+
+
+@pytest.mark.parametrize(
+    ("app", "url_path"), [("lab", "/lab/tree/e2e.ipynb"), ("notebook", "/notebooks/e2e.ipynb")]
+)
+def test_env_cell_switches_the_notebook(
+    browser: Any, tmp_path: Path, app: str, url_path: str
+) -> None:
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "e2e.ipynb", CELLS)
+    with jupyter_server(app, root, tmp_path / "server") as server:
+        page = _open(browser, server, url_path)
+        try:
+            after = _switch_and_check(page, server, timeout_ms=180_000)
+            # The labextension records the env in the notebook's metadata.
+            assert after["metadata"]["env"] == "e2e"
+            assert after["metadata"]["version"] == 1
+            assert len(after["metadata"]["spec_hash"]) == 64
+        finally:
+            page.close()
+
+
+def test_without_the_labextension_the_server_switches(browser: Any, tmp_path: Path) -> None:
+    """The frontend closes the unknown comm; the kernel asks the server; the tab follows."""
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "e2e.ipynb", CELLS)
+    with jupyter_server("lab", root, tmp_path / "server", labextension=False) as server:
+        page = _open(browser, server, "/lab/tree/e2e.ipynb")
+        try:
+            assert not page.evaluate(
+                "() => window.jupyterapp.isPluginActivated('jupyter-envs:plugin')"
+            )
+            started = time.monotonic()
+            after = _switch_and_check(page, server, timeout_ms=180_000)
+            assert time.monotonic() - started < 170
+            # Without the labextension nothing writes the notebook's metadata.
+            assert after["metadata"] is None
+        finally:
+            page.close()
