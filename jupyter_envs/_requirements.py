@@ -90,6 +90,9 @@ def parse_requirements_text(
     """
     reqs: list[str] = []
     options: list[str] = []
+    # The line of each entry of ``reqs`` (None for those read from an included file), so that a
+    # conflict names both lines at fault rather than only the first mention of the project.
+    req_lines: list[int | None] = []
     lines = _join_continuations(text.splitlines())
     for lineno, raw in lines:
         line = _strip_comment(raw)
@@ -97,10 +100,38 @@ def parse_requirements_text(
             continue
         if line.startswith("-"):
             _parse_option(line, lineno, source, base_dir, reqs, options)
+            req_lines.extend([None] * (len(reqs) - len(req_lines)))
             continue
         reqs.append(parse_requirement(line, line=lineno, source=source))
-    check_conflicts(reqs, source=source, lines=_requirement_lines(text))
+        req_lines.append(lineno)
+    check_conflicts(reqs, source=source, lines=req_lines)
     return ParsedRequirements(tuple(reqs), tuple(options))
+
+
+def parse_pip_options(options: Iterable[str]) -> tuple[str, ...]:
+    """Validate ``pip_options`` given directly (not read from text) and return them normalised.
+
+    They are written verbatim into the requirements file handed to the installer, so they get
+    the same rules as options in requirements text: index options only, each with a value.
+    """
+    if isinstance(options, str):
+        options = [options]
+    out: list[str] = []
+    for option in options:
+        text = option.strip() if isinstance(option, str) else ""
+        if not text.startswith("-") or "\n" in text:
+            raise SpecError(
+                f"invalid pip option {option!r} (expected e.g. '--index-url https://…')",
+                field="pip_options",
+            )
+        reqs: list[str] = []
+        found: list[str] = []
+        try:
+            _parse_option(text, 1, None, None, reqs, found)
+        except SpecError as exc:
+            raise SpecError(exc.message, field="pip_options", text=text) from None
+        out.extend(found)
+    return tuple(out)
 
 
 def _join_continuations(lines: Sequence[str]) -> list[tuple[int, str]]:
@@ -167,44 +198,42 @@ def _parse_option(
     )
 
 
-def _requirement_lines(text: str) -> dict[str, int]:
-    """Map canonical project name → first line mentioning it (for conflict messages)."""
-    found: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = _strip_comment(raw)
-        match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
-        if match and not line.startswith("-"):
-            found.setdefault(canonicalize_name(match.group(0)), lineno)
-    return found
-
-
 def check_conflicts(
-    reqs: Iterable[str], *, source: str | None = None, lines: dict[str, int] | None = None
+    reqs: Iterable[str],
+    *,
+    source: str | None = None,
+    lines: Sequence[int | None] | None = None,
 ) -> None:
     """Refuse requirements that pin one project to versions no release can satisfy at once.
 
     Only the cheap, certain case is checked here (``==`` pins against the other specifiers of
     the same project); the resolver finds the rest and its message is reported by the build.
+    ``lines`` gives the line of each requirement (same order), to name both lines at fault.
     """
-    by_name: dict[str, list[Requirement]] = {}
-    for text in reqs:
+    line_of = list(lines or ())
+    by_name: dict[str, list[tuple[Requirement, int | None]]] = {}
+    for index, text in enumerate(reqs):
         req = Requirement(text)
         if req.marker is None:
-            by_name.setdefault(canonicalize_name(req.name), []).append(req)
+            line = line_of[index] if index < len(line_of) else None
+            by_name.setdefault(canonicalize_name(req.name), []).append((req, line))
     for name, group in by_name.items():
-        pins = [
-            s.version
-            for r in group
-            for s in r.specifier
-            if s.operator == "==" and "*" not in s.version
-        ]
-        for pin in pins:
-            for other in group:
-                if not other.specifier.contains(pin, prereleases=True):
+        for pinned, pin_line in group:
+            for spec in pinned.specifier:
+                if spec.operator != "==" or "*" in spec.version:
+                    continue
+                for other, other_line in group:
+                    if other.specifier.contains(spec.version, prereleases=True):
+                        continue
+                    known = [n for n in (pin_line, other_line) if n is not None]
                     raise SpecError(
-                        f"conflicting requirements for '{name}': '{other}' excludes the pinned "
-                        f"version {pin}",
+                        f"conflicting requirements for '{name}': '{pinned}'{_at(pin_line)} pins "
+                        f"version {spec.version}, which '{other}'{_at(other_line)} excludes",
                         field="pip",
-                        line=(lines or {}).get(name),
+                        line=max(known) if known else None,
                         source=source,
                     )
+
+
+def _at(line: int | None) -> str:
+    return f" (line {line})" if line is not None else ""

@@ -7,10 +7,16 @@ fails where it is set, naming the field.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._validate import validate_memory, validate_python_version, validate_str_list
+from ._validate import (
+    validate_image_ref,
+    validate_memory,
+    validate_python_version,
+    validate_str_list,
+)
 from .conda import CondaDependencies
 from .errors import SpecError
 
@@ -29,8 +35,12 @@ class Resources:
     gpu: int = 0
 
     def __post_init__(self) -> None:
+        # isfinite: NaN passed the "<= 0" test and inf is no CPU count either.
         if self.cpu is not None and (
-            isinstance(self.cpu, bool) or not isinstance(self.cpu, int | float) or self.cpu <= 0
+            isinstance(self.cpu, bool)
+            or not isinstance(self.cpu, int | float)
+            or not math.isfinite(self.cpu)
+            or self.cpu <= 0
         ):
             raise SpecError(f"must be a positive number, got {self.cpu!r}", field="resources.cpu")
         object.__setattr__(self, "memory", validate_memory(self.memory))
@@ -121,11 +131,9 @@ class DockerSection:
 
     @base_image.setter
     def base_image(self, value: str | None) -> None:
-        if value is not None and (
-            not isinstance(value, str) or not value.strip() or any(c.isspace() for c in value)
-        ):
-            raise SpecError(f"invalid image reference {value!r}", field="docker.base_image")
-        self._base_image = value
+        # Checked against the image-reference alphabet: only refusing whitespace let shell
+        # metacharacters through ("python:3.12;rm").
+        self._base_image = validate_image_ref(value, "docker.base_image")
 
     @property
     def base_dockerfile(self) -> str | None:
@@ -137,19 +145,21 @@ class DockerSection:
         if value is not None:
             if not isinstance(value, str) or not value.strip():
                 raise SpecError("must be non-empty Dockerfile text", field="docker.base_dockerfile")
-            first = next(
+            # The line of the first instruction (it used to be reported as line 1 even when
+            # comments or blank lines came before it).
+            lineno, first = next(
                 (
-                    ln.strip()
-                    for ln in value.splitlines()
+                    (i, ln.strip())
+                    for i, ln in enumerate(value.splitlines(), start=1)
                     if ln.strip() and not ln.lstrip().startswith("#")
                 ),
-                "",
+                (1, ""),
             )
             if not first.upper().startswith(("FROM ", "ARG ")):
                 raise SpecError(
                     "a Dockerfile must start with FROM (or ARG before FROM)",
                     field="docker.base_dockerfile",
-                    line=1,
+                    line=lineno,
                     text=first,
                 )
         self._base_dockerfile = value

@@ -15,13 +15,14 @@ Reads and writes the standard layout::
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ._requirements import check_conflicts, parse_requirement
+from ._validate import validate_env_vars, validate_python_version
 from .errors import SpecError
 
 __all__ = ["CondaDependencies"]
@@ -34,6 +35,34 @@ _MATCH_SPEC = re.compile(
     r"(?:\s*(?:==|>=|<=|!=|~=|=|<|>)?\s*[A-Za-z0-9_.*+!,<>=|\-]+(?:\s+[A-Za-z0-9_.*+\-]+)?)?$"
 )
 _CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]+$|^(?:https?|file)://\S+$")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses duplicate keys.
+
+    PyYAML keeps the last of two equal keys, so a second ``dependencies:`` silently dropped the
+    first list; conda itself refuses such a file.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            if isinstance(key, Hashable):
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _python_pin(spec: str) -> str | None:
+    # "python=3.11", "python>=3.10", "python 3.11.*" and "python==3.11.7": the version part,
+    # whole (so "python=3.x" is not read as 3). The space-separated form used to be missed, so
+    # that pin was ignored by the venv builder.
+    match = re.search(r"(?:[=<>~!]+|\s)\s*([^\s,|=<>~!]+)", spec.split("::", 1)[-1])
+    return match.group(1).rstrip("*").rstrip(".") if match else None
 
 
 def _package_name(spec: str) -> str:
@@ -63,12 +92,14 @@ def validate_match_spec(spec: str, *, line: int | None = None, source: str | Non
     return spec
 
 
-def _line_of(text: str | None, needle: str) -> int | None:
+def _line_of(text: str | None, needle: str, occurrence: int = 1) -> int | None:
     if not text:
         return None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if needle in line:
-            return lineno
+            occurrence -= 1
+            if occurrence == 0:
+                return lineno
     return None
 
 
@@ -123,7 +154,7 @@ class CondaDependencies:
 
     def _load(self, text: str, *, source: str | None) -> None:
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader subclass
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -152,7 +183,15 @@ class CondaDependencies:
         if data.get("name") is not None:
             self.name = str(data["name"])
         for channel in self._as_list(data.get("channels"), "channels", text, source):
-            self.add_channel(str(channel))
+            try:
+                self.add_channel(str(channel))
+            except SpecError as exc:  # re-raised with the line, as every other error here
+                raise SpecError(
+                    exc.message,
+                    field=exc.field,
+                    line=_line_of(text, str(channel)),
+                    source=source,
+                ) from None
         pip_seen = False
         for item in self._as_list(data.get("dependencies"), "dependencies", text, source):
             if isinstance(item, Mapping):
@@ -161,12 +200,22 @@ class CondaDependencies:
                         f"unexpected entry in dependencies: {dict(item)!r} "
                         "(only one nested 'pip:' list is allowed)",
                         field="conda",
-                        line=_line_of(text, next(iter(item), "")),
+                        # The second "pip:" is the one at fault (the first matched "pip").
+                        line=_line_of(text, f"{next(iter(item), '')}:", 1 + pip_seen),
                         source=source,
                     )
                 pip_seen = True
+                pip_raw: list[str] = []
+                pip_lines: list[int | None] = []
                 for pkg in self._as_list(item["pip"], "pip", text, source):
-                    self._add_pip(str(pkg), line=_line_of(text, str(pkg)), source=source)
+                    line = _line_of(text, str(pkg))
+                    pip_raw.append(parse_requirement(str(pkg), line=line, source=source))
+                    pip_lines.append(line)
+                # Check before adding: adding replaces an earlier spec of the same project, which
+                # used to hide "six==1.16" + "six==1.17" (the last one silently won).
+                check_conflicts(pip_raw, source=source, lines=pip_lines)
+                for norm in pip_raw:
+                    self._add_pip(norm)
                 continue
             if not isinstance(item, str):
                 raise SpecError(
@@ -185,8 +234,14 @@ class CondaDependencies:
                 source=source,
             )
         for key, value in variables.items():
-            self._variables[str(key)] = "" if value is None else str(value)
-        check_conflicts(self._pip, source=source)
+            # Checked here so the error names the line (Environment would only name env_vars).
+            try:
+                validate_env_vars({key: ""}, field="variables")
+            except SpecError as exc:
+                raise SpecError(
+                    exc.message, field="variables", line=_line_of(text, f"{key}:"), source=source
+                ) from None
+            self._variables[key] = "" if value is None else str(value)
 
     @staticmethod
     def _as_list(value: Any, key: str, text: str, source: str | None) -> list[Any]:
@@ -222,6 +277,19 @@ class CondaDependencies:
     def _add_conda(self, spec: str, *, line: int | None = None, source: str | None = None) -> None:
         spec = validate_match_spec(spec, line=line, source=source)
         name = _package_name(spec)
+        if name == "python" and spec.split("::", 1)[-1].lower() != "python":
+            # "python=abc" used to be accepted and then ignored (no Python pin was found in it).
+            pin = _python_pin(spec)
+            try:
+                validate_python_version(pin if pin is not None else spec)
+            except SpecError:
+                raise SpecError(
+                    f"invalid Python version in {spec!r} (expected e.g. 'python=3.11')",
+                    field="conda_dependencies",
+                    line=line,
+                    text=spec,
+                    source=source,
+                ) from None
         self._conda = [c for c in self._conda if _package_name(c) != name] + [spec]
 
     def remove_conda_package(self, conda_package: str) -> None:
@@ -251,13 +319,13 @@ class CondaDependencies:
         """Return the version pinned by the ``python`` conda package, if any."""
         for spec in self._conda:
             if _package_name(spec) == "python":
-                match = re.search(r"[=<>~!]+\s*([0-9][0-9.*]*)", spec)
-                return match.group(1).rstrip(".*") if match else None
+                return _python_pin(spec)
         return None
 
     def set_variable(self, name: str, value: str) -> None:
         """Set an environment variable recorded in the ``variables`` section."""
-        self._variables[name] = value
+        # Validated as Environment.env_vars would (it receives these when built from a file).
+        self._variables.update(validate_env_vars({name: value}, field="variables"))
 
     # -- reading ----------------------------------------------------------------------------
     @property

@@ -68,7 +68,7 @@ class SpecError(EnvsError, ValueError):
             where.append(self.source)
         if self.line is not None:
             where.append(f"line {self.line}")
-        if self.field and self.line is None:
+        if self.field:
             where.append(f"field '{self.field}'")
         prefix = ", ".join(where)
         msg = f"{prefix}: {self.message}" if prefix else self.message

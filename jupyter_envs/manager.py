@@ -19,7 +19,13 @@ from typing import IO
 from . import curated
 from .builders import BuildOutput, BuildRequest, CancelToken, get_builder
 from .conda import CondaDependencies
-from .errors import BackendUnavailableError, BuildCancelledError, BuildError, NotFoundError
+from .errors import (
+    BackendUnavailableError,
+    BuildCancelledError,
+    BuildError,
+    NotFoundError,
+    SpecError,
+)
 from .events import Event, LogLine, Progress
 from .kernelspec import (
     display_name,
@@ -382,7 +388,9 @@ class EnvManager:
             return conda.serialize_to_string()
         if fmt == "json":
             return json.dumps(env.to_dict(), indent=2) + "\n"
-        raise ValueError(f"unknown export format {fmt!r} (use lock, requirements, conda or json)")
+        raise SpecError(
+            f"unknown export format {fmt!r} (use lock, requirements, conda or json)", field="format"
+        )
 
     def log_path(self, name: str) -> Path:
         """The log of the latest build of ``name`` (failed ones included)."""

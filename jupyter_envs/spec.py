@@ -19,9 +19,20 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from . import _text
-from ._requirements import check_conflicts, parse_requirement, parse_requirements_text
+from ._requirements import (
+    check_conflicts,
+    parse_pip_options,
+    parse_requirement,
+    parse_requirements_text,
+)
 from ._sections import DockerSection, PythonSection, Resources
-from ._validate import read_spec_file, validate_env_vars, validate_name, validate_secret_names
+from ._validate import (
+    read_spec_file,
+    validate_env_vars,
+    validate_image_ref,
+    validate_name,
+    validate_secret_names,
+)
 from .conda import CondaDependencies
 from .errors import SpecError
 
@@ -64,9 +75,7 @@ class Environment:
         backend: str | None = None,
     ) -> None:
         self._name = validate_name(name)
-        if not isinstance(description, str):
-            raise SpecError("must be a string", field="description")
-        self.description = description
+        self.description = _check_description(description)
         self.python = PythonSection()
         self.python.version = python
         self.python.conda_dependencies = conda_dependencies
@@ -75,17 +84,17 @@ class Environment:
         self.docker.apt_packages = apt_packages
         self._pip: tuple[str, ...] = ()
         self.pip_requirements = pip
-        self.pip_options = tuple(pip_options)
+        self._pip_options: tuple[str, ...] = ()
+        self.pip_options = pip_options
+        self._image: str | None = None
         self.image = image
         self._env_vars = validate_env_vars(env_vars)
         self.secrets = validate_secret_names(secrets)
         self.resources = Resources.coerce(resources)
         self.depends_on: tuple[str, ...] = ()
-        for dep in depends_on:
+        for dep in _as_dependencies(depends_on):
             self.add_dependency(dep)
-        if not isinstance(interruptible, bool):
-            raise SpecError("must be True or False", field="interruptible")
-        self.interruptible = interruptible
+        self.interruptible = _check_interruptible(interruptible)
         if pod_template is not None and not isinstance(pod_template, Mapping):
             raise SpecError("must be a mapping", field="pod_template")
         self.pod_template = dict(pod_template) if pod_template is not None else None
@@ -117,6 +126,26 @@ class Environment:
         reqs = tuple(parse_requirement(r) for r in value)
         check_conflicts(reqs)
         self._pip = reqs
+
+    @property
+    def pip_options(self) -> tuple[str, ...]:
+        """pip index options (``--index-url …``, ``--extra-index-url …``, ``--find-links …``)."""
+        return self._pip_options
+
+    @pip_options.setter
+    def pip_options(self, value: Iterable[str]) -> None:
+        # Validated like options in requirements text: they are written verbatim into the
+        # installer's requirements file, so "-e ." or arbitrary text must not slip in here.
+        self._pip_options = parse_pip_options(value)
+
+    @property
+    def image(self) -> str | None:
+        """A prebuilt image to run the kernel in (needs a container builder)."""
+        return self._image
+
+    @image.setter
+    def image(self, value: str | None) -> None:
+        self._image = validate_image_ref(value, "image")
 
     @property
     def env_vars(self) -> dict[str, str]:
@@ -169,6 +198,10 @@ class Environment:
         text = str(dockerfile)
         if "\n" not in text and Path(text).is_file():
             text = Path(text).read_text()
+        elif "\n" not in text and text.strip() and not any(c.isspace() for c in text.strip()):
+            # One word that is not a file is a path that does not exist, not Dockerfile text:
+            # say so rather than "a Dockerfile must start with FROM".
+            text = read_spec_file(Path(text), "dockerfile")
         env = cls(name)
         env.docker.base_dockerfile = text
         env.detected_format = _text.DOCKERFILE
@@ -245,12 +278,23 @@ class Environment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Environment:
         """Rebuild an Environment from :meth:`to_dict` output (unknown keys are refused)."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"must be a mapping, got {type(data).__name__}", field="spec")
         known = set(cls("x").to_dict())
         unknown = set(data) - known
         if unknown:
             raise SpecError(f"unknown keys {sorted(unknown)} (known: {sorted(known)})")
+        # These used to surface as KeyError / AttributeError rather than a SpecError.
+        if "name" not in data:
+            raise SpecError("is required", field="name")
         py = data.get("python") or {}
         docker = data.get("docker") or {}
+        for key, section in (("python", py), ("docker", docker)):
+            if not isinstance(section, Mapping):
+                raise SpecError(
+                    f"malformed spec: must be a mapping (as to_dict() writes it), got {section!r}",
+                    field=key,
+                )
         conda_data = py.get("conda_dependencies")
         conda = CondaDependencies.from_string(json.dumps(conda_data)) if conda_data else None
         env = cls(
@@ -327,9 +371,13 @@ class Environment:
             "secrets": sorted(self.secrets),
         }
         if conda is not None and conda.needs_conda():
+            # A bare "pip" is implied by pip packages: to_dict() writes it, so it reads back as a
+            # conda package. Counting it changed the hash of such a spec after a round trip
+            # through the registry (to_dict → from_dict), and so rebuilt an unchanged spec.
+            implied = {"pip"} if conda.pip_packages else set()
             data["conda"] = {
                 "channels": list(conda.channels),
-                "packages": sorted(conda.conda_packages),
+                "packages": sorted(p for p in conda.conda_packages if p not in implied),
             }
         if self.docker.enabled:
             data["docker"] = self.docker.to_dict()
@@ -421,6 +469,25 @@ def _check_backend(value: str | None) -> str | None:
     return value
 
 
+def _check_description(value: Any) -> str:
+    if not isinstance(value, str):
+        raise SpecError("must be a string", field="description")
+    return value
+
+
+def _check_interruptible(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError("must be True or False", field="interruptible")
+    return value
+
+
+def _as_dependencies(value: Iterable[Environment | str] | Environment | str) -> list[Any]:
+    # A lone name is one dependency: iterating "base" would depend on "b", "a", "s" and "e".
+    if isinstance(value, str | Environment):
+        return [value]
+    return list(value)
+
+
 def _req_key(req: str) -> str:
     parsed = Requirement(req)
     return f"{canonicalize_name(parsed.name)};{parsed.marker}"
@@ -435,19 +502,20 @@ _SETTERS: dict[str, Callable[[Environment, Any], None]] = {
     "env_vars": lambda env, v: setattr(env, "env_vars", v),
     "secrets": lambda env, v: setattr(env, "secrets", validate_secret_names(v)),
     "resources": lambda env, v: setattr(env, "resources", Resources.coerce(v)),
-    "description": lambda env, v: setattr(env, "description", v),
+    "description": lambda env, v: setattr(env, "description", _check_description(v)),
     "image": lambda env, v: setattr(env, "image", v),
-    "interruptible": lambda env, v: setattr(env, "interruptible", bool(v)),
+    # Checked as in the constructor (bool("no") is True).
+    "interruptible": lambda env, v: setattr(env, "interruptible", _check_interruptible(v)),
     "pod_template": lambda env, v: setattr(env, "pod_template", v),
     "backend": lambda env, v: setattr(env, "backend", v),
-    "pip_options": lambda env, v: setattr(env, "pip_options", tuple(v)),
+    "pip_options": lambda env, v: setattr(env, "pip_options", v),
 }
 
 
 def _apply_change(env: Environment, key: str, value: Any) -> None:
     if key == "depends_on":
         env.depends_on = ()
-        for dep in value:
+        for dep in _as_dependencies(value):
             env.add_dependency(dep)
         return
     setter = _SETTERS.get(key)
