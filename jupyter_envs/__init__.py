@@ -5,7 +5,7 @@ The public API is what ``__all__`` lists; modules with a leading underscore are 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._sections import DockerSection, PythonSection, Resources
 from ._version import __version__
@@ -53,6 +53,22 @@ __all__ = [
     "__version__",
     "load_ipython_extension",
 ]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """jupyter_server's hook: the server extension lives in :mod:`jupyter_envs.server`.
+
+    Imported only when a server loads the extension, so ``import jupyter_envs`` (in kernels,
+    where jupyter_server may be missing) never imports jupyter_server or tornado.
+    """
+    from .server import JupyterEnvsApp
+
+    return [{"module": "jupyter_envs.server", "app": JupyterEnvsApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """For ``jupyter labextension develop``: where the prebuilt labextension is."""
+    return [{"src": "labextension", "dest": "jupyter-envs"}]
 
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:

@@ -33,7 +33,9 @@ KERNEL_SIDE_REQUIREMENTS = (
 )
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-_SKIP_DIRS = {"__pycache__", "labextension"}
+# The server extension and the prebuilt labextension run in the Jupyter server, never in a
+# built environment's kernel.
+_SKIP_DIRS = {"__pycache__", "labextension", "server"}
 
 
 def _package_files() -> list[Path]:

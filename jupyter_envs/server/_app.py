@@ -1,0 +1,127 @@
+"""The jupyter_server extension: settings, the manager and build queue, the REST routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import IOLoop
+from traitlets import Integer, TraitError, Unicode, default, validate
+
+from .._version import __version__
+from ..builders import get_builder
+from ..errors import EnvsError
+from ..manager import EnvManager
+from ..store import Workspace, default_kernels_dir, default_root
+from ._builds import BuildQueue
+from ._handlers import default_handlers
+from ._switch import ScopedToken, export_link
+
+__all__ = ["JupyterEnvsApp"]
+
+
+class JupyterEnvsApp(ExtensionApp):
+    """Builds environments inside the Jupyter server and serves them under ``/jupyter-envs/api``.
+
+    Enabled by ``jupyter-config/jupyter_server_config.d/jupyter_envs.json``; configured as
+    ``c.JupyterEnvsApp.<trait>`` in ``jupyter_server_config.py``.
+    """
+
+    name = "jupyter_envs"
+    description = "Build software environments and register them as kernels."
+    version = __version__
+    # Only an API: there is no page to open when launched on its own.
+    extension_url = "/jupyter-envs/api/environments"
+    load_other_extensions = True
+
+    store_root = Unicode(
+        help=(
+            "Directory of the environment store (catalogue, environments, logs). Default: "
+            "$JUPYTER_ENVS_STORE, else <jupyter data dir>/jupyter_envs, the store the magics and "
+            "the command line use too."
+        )
+    ).tag(config=True)
+
+    kernels_dir = Unicode(
+        help=(
+            "Where kernelspecs of built environments are written. Default: "
+            "$JUPYTER_ENVS_KERNELS_DIR, else <jupyter data dir>/kernels, where this server finds "
+            "kernels."
+        )
+    ).tag(config=True)
+
+    max_concurrent_builds = Integer(
+        2,
+        help=(
+            "How many builds run at the same time; more wait in a queue. Builds of the same "
+            "environment always run one after the other."
+        ),
+    ).tag(config=True)
+
+    default_backend = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            "Builder for specs that name none (e.g. 'fake' for demos and frontend work). "
+            "Default: chosen from the spec by the builders' detect()."
+        ),
+    ).tag(config=True)
+
+    @default("store_root")
+    def _default_store_root(self) -> str:
+        return str(default_root())
+
+    @default("kernels_dir")
+    def _default_kernels_dir(self) -> str:
+        return str(default_kernels_dir())
+
+    @validate("max_concurrent_builds")
+    def _check_max_concurrent_builds(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise TraitError(f"max_concurrent_builds must be at least 1, got {value}")
+        return value
+
+    @validate("default_backend")
+    def _check_default_backend(self, proposal: dict[str, Any]) -> str | None:
+        value: str | None = proposal["value"]
+        if value:
+            try:
+                get_builder(value)  # an unknown name fails now, naming the known ones
+            except EnvsError as exc:
+                raise TraitError(str(exc)) from None
+        return value or None
+
+    def initialize_settings(self) -> None:
+        """Open the store and create the build queue (called once, at server start)."""
+        self.scoped_token = ScopedToken()
+        # The port is final only once the server listens, after extensions load: hand the link
+        # to kernels from the first turn of the event loop, before any kernel can start.
+        IOLoop.current().add_callback(self._export_link)
+        self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir))
+        self.queue = BuildQueue(
+            self.manager, max_concurrent=self.max_concurrent_builds, log=self.log
+        )
+        self.log.info(
+            "jupyter-envs %s: store %s, up to %d concurrent builds",
+            __version__,
+            self.manager.ws.root,
+            self.max_concurrent_builds,
+        )
+
+    def _export_link(self) -> None:
+        if self.serverapp is None:
+            return
+        url = export_link(self.serverapp, self.scoped_token)
+        if url:
+            self.log.info("jupyter-envs: kernels reach the API at %s (scoped token)", url)
+
+    def initialize_handlers(self) -> None:
+        """Add the REST routes."""
+        self.handlers.extend(default_handlers(self))
+
+    async def stop_extension(self) -> None:
+        """Cancel running builds when the server stops, so no build outlives it."""
+        queue: BuildQueue | None = getattr(self, "queue", None)
+        if queue is not None:
+            await queue.stop()

@@ -1,0 +1,666 @@
+"""The REST API of the server extension, against a real in-process Jupyter server.
+
+Builds use the fake builder (``backend: "fake"``; ``JUPYTER_ENVS_FAKE_DELAY`` keeps one running)
+and, where a test must see a build *while* it runs, a gated fake that stops half-way until the
+test opens the gate, so nothing depends on timing.
+
+pytest-jupyter's fixtures are imported into this module rather than enabled as a plugin in
+conftest.py: as a plugin, its autouse fixtures (an event loop per test, a ServerApp cleanup) would
+wrap every test of the suite, and they break the Playwright tests' own event loop. Async tests are
+therefore run by :func:`on_loop`, on the loop those fixtures use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, ParamSpec
+
+import pytest
+from jupyter_core.utils import ensure_event_loop
+from jupyter_server.auth.authorizer import Authorizer
+from jupyter_server.auth.identity import User
+from jupyter_server.base.handlers import JupyterHandler
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see the module docstring)
+from tornado.httpclient import HTTPResponse
+from traitlets.config import Config
+
+import jupyter_envs
+from jupyter_envs import EnvManager, builders
+from jupyter_envs.builders import BuildOutput, BuildRequest, FakeBuilder
+from jupyter_envs.errors import BuildCancelledError
+from jupyter_envs.events import Event, LogLine
+from jupyter_envs.server import JupyterEnvsApp
+from jupyter_envs.serverlink import API_TOKEN_VAR, API_URL_VAR
+
+P = ParamSpec("P")
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+FINISHED = {"succeeded", "failed", "cancelled"}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def on_loop(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """Run an async test on the event loop of pytest-jupyter's server fixtures."""
+
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        ensure_event_loop(prefer_selector_loop=True).run_until_complete(test(*args, **kwargs))
+
+    return run
+
+
+# -- fixtures --------------------------------------------------------------------------------
+class RecordingAuthorizer(Authorizer):
+    """Allows everything except what ``deny`` names, and records every check."""
+
+    checks: ClassVar[list[tuple[str, str]]] = []
+    deny: ClassVar[set[str]] = set()
+
+    def is_authorized(
+        self, handler: JupyterHandler, user: User, action: str, resource: str
+    ) -> bool:
+        self.checks.append((action, resource))
+        return resource not in self.deny
+
+
+# Overrides pytest-jupyter's fixture of the same name (star-imported above).
+@pytest.fixture  # type: ignore[no-redef]
+def jp_server_config(tmp_path: Path) -> Config:
+    """The extension enabled as users enable it, with its store in the test's tmp dir."""
+    RecordingAuthorizer.checks = []
+    RecordingAuthorizer.deny = set()
+    return Config(
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_envs": True},
+                "authorizer_class": RecordingAuthorizer,
+            },
+            "JupyterEnvsApp": {
+                "store_root": str(tmp_path / "store"),
+                # Text specs name no backend: never let a test reach the real uv builder.
+                "default_backend": "fake",
+            },
+        }
+    )
+
+
+class Api:
+    """Calls ``/jupyter-envs/api/...`` and returns (status, parsed JSON body)."""
+
+    def __init__(self, fetch: Fetch) -> None:
+        self.fetch = fetch
+
+    async def call(
+        self,
+        method: str,
+        *path: str,
+        body: object = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+        if body is not None:
+            kwargs["body"] = body if isinstance(body, str | bytes) else json.dumps(body)
+        elif method == "POST":
+            kwargs["body"] = b""
+        response = await self.fetch(
+            "jupyter-envs", "api", *path, params=params, headers=headers, **kwargs
+        )
+        data = json.loads(response.body) if response.body else None
+        return response.code, data
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        code, build = await self.call("POST", "environments", body=body)
+        assert code == 202, build
+        assert isinstance(build, dict)
+        return build
+
+    async def wait(
+        self, build_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 20
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            code, build = await self.call("GET", "builds", build_id)
+            assert code == 200, build
+            if until(build):
+                assert isinstance(build, dict)
+                return build
+            assert time.monotonic() < deadline, f"timed out waiting; last: {build}"
+            await asyncio.sleep(0.02)
+
+    async def finished(self, build_id: str) -> dict[str, Any]:
+        return await self.wait(build_id, lambda b: b["status"] in FINISHED)
+
+    async def running(self, build_id: str) -> dict[str, Any]:
+        return await self.wait(build_id, lambda b: b["status"] == "running")
+
+
+@pytest.fixture
+def api(jp_fetch: Fetch) -> Api:
+    return Api(jp_fetch)
+
+
+def fake(name: str = "demo", *pip: str) -> dict[str, Any]:
+    return {"name": name, "spec": {"pip": list(pip or ("six==1.17.0",)), "backend": "fake"}}
+
+
+class GatedBuilder(FakeBuilder):
+    """A fake builder that prints two lines, then waits for :attr:`gate` before finishing."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
+        yield LogLine("before the gate 1")
+        yield LogLine("before the gate 2")
+        while not self.gate.wait(0.02):
+            if request.cancel.cancelled:
+                raise BuildCancelledError("cancelled at the gate", env=request.env.name)
+        yield LogLine("after the gate")
+        return (yield from super().build(request))
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedBuilder]:
+    """A ``backend: "gated"`` builder added to the chain for this test."""
+    builder = GatedBuilder()
+    chain = builders.available_builders()
+    monkeypatch.setattr(builders, "available_builders", lambda: (*chain, builder))
+    yield builder
+    builder.gate.set()  # never leave a worker thread waiting
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    """Parse a text/event-stream body into [{"event", "id", "data"}] (comments dropped)."""
+    events: list[dict[str, Any]] = []
+    for block in raw.decode().split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ": " not in line:
+                continue
+            key, value = line.split(": ", 1)
+            fields[key] = json.loads(value) if key == "data" else value
+        if fields:
+            events.append(fields)
+    return events
+
+
+# -- happy paths -----------------------------------------------------------------------------
+@on_loop
+async def test_create_build_list_get_versions_remove(api: Api, jp_base_url: str) -> None:
+    code, listed = await api.call("GET", "environments")
+    assert (code, listed) == (200, [])
+
+    code, build = await api.call("POST", "environments", body=fake("demo", "six==1.17.0"))
+    assert code == 202
+    assert build["status"] in ("queued", "running")
+    assert build["name"] == "demo"
+    done = await api.finished(build["id"])
+    assert done["status"] == "succeeded", done
+    assert (done["version"], done["kernel_name"], done["cache_hit"]) == (1, "jenv-demo-v1", False)
+    assert done["error"] is None
+    assert done["finished"].endswith("Z")
+
+    code, builds = await api.call("GET", "builds")
+    assert code == 200
+    assert [b["id"] for b in builds] == [build["id"]]
+    code, builds = await api.call("GET", "builds", params={"name": "other"})
+    assert (code, builds) == (200, [])
+
+    code, listed = await api.call("GET", "environments")
+    assert code == 200
+    assert [(e["name"], e["version"], e["versions"]) for e in listed] == [("demo", 1, [1])]
+
+    code, env = await api.call("GET", "environments", "demo")
+    assert code == 200
+    assert env["status"] == "ready"
+    assert env["kernel_name"] == "jenv-demo-v1"
+    assert env["lock"] == "six==1.17.0\n"
+    assert env["spec"]["pip"] == ["six==1.17.0"]
+    assert env["active_build"] is None
+    assert "artifact" not in env  # server paths are not part of the API
+
+    second = await api.create(fake("demo", "six==1.17.0", "requests"))
+    assert (await api.finished(second["id"]))["version"] == 2
+    code, versions = await api.call("GET", "environments", "demo", "versions")
+    assert code == 200
+    assert [v["version"] for v in versions] == [1, 2]
+
+    code, body = await api.call("DELETE", "environments", "demo", params={"version": "1"})
+    assert (code, body) == (204, None)
+    code, versions = await api.call("GET", "environments", "demo", "versions")
+    assert [v["version"] for v in versions] == [2]
+    code, _ = await api.call("DELETE", "environments", "demo")
+    assert code == 204
+    code, error = await api.call("GET", "environments", "demo")
+    assert code == 404
+    assert error["reason"] == "NotFoundError"
+
+
+@on_loop
+async def test_post_answers_202_with_a_location(jp_fetch: Fetch, jp_base_url: str) -> None:
+    response = await jp_fetch(
+        "jupyter-envs", "api", "environments", method="POST", body=json.dumps(fake())
+    )
+    assert response.code == 202
+    build = json.loads(response.body)
+    assert response.headers["Location"] == f"{jp_base_url}jupyter-envs/api/builds/{build['id']}"
+    assert response.headers["Content-Type"].startswith("application/json")
+
+
+@on_loop
+async def test_text_spec_uses_the_default_backend_and_unchanged_spec_is_a_hit(api: Api) -> None:
+    body = {"name": "texty", "text": "six==1.17.0\nrequests\n", "format": "requirements"}
+    first = await api.finished((await api.create(body))["id"])
+    assert (first["status"], first["version"], first["cache_hit"]) == ("succeeded", 1, False)
+    code, env = await api.call("GET", "environments", "texty")
+    assert (code, env["backend"]) == (200, "fake")
+    again = await api.finished((await api.create(body))["id"])
+    assert (again["status"], again["version"], again["cache_hit"]) == ("succeeded", 1, True)
+    forced = await api.finished((await api.create({**body, "force": True}))["id"])
+    assert (forced["version"], forced["cache_hit"]) == (1, False)
+
+
+@on_loop
+async def test_failed_build_reports_its_error(api: Api) -> None:
+    build = await api.finished((await api.create(fake("broken", "fail-build")))["id"])
+    assert build["status"] == "failed"
+    assert "the fake build was asked to fail" in build["error"]
+    code, _ = await api.call("GET", "environments", "broken")
+    assert code == 404  # a failed build registers nothing
+
+
+@on_loop
+async def test_finished_log_replays_from_an_offset(jp_fetch: Fetch, api: Api) -> None:
+    build = await api.finished((await api.create(fake("logged", "six", "requests")))["id"])
+    response = await jp_fetch("jupyter-envs", "api", "builds", build["id"], "log")
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    events = sse_events(response.body)
+    lines = [e["data"]["text"] for e in events if e["event"] == "log"]
+    assert lines[:2] == [" + six", " + requests"]
+    assert any(line.startswith("Registered logged v1") for line in lines)
+    assert [e["id"] for e in events if e["event"] == "log"] == [
+        str(n) for n in range(1, len(lines) + 1)
+    ]
+    assert events[-1]["event"] == "done"
+    assert events[-1]["data"]["status"] == "succeeded"
+
+    response = await jp_fetch(
+        "jupyter-envs", "api", "builds", build["id"], "log", params={"offset": "1"}
+    )
+    resumed = sse_events(response.body)
+    assert [e["data"]["text"] for e in resumed if e["event"] == "log"] == lines[1:]
+    # EventSource resumes with Last-Event-ID instead of a query argument.
+    response = await jp_fetch(
+        "jupyter-envs", "api", "builds", build["id"], "log", headers={"Last-Event-ID": "2"}
+    )
+    assert [e["data"]["text"] for e in sse_events(response.body) if e["event"] == "log"] == (
+        lines[2:]
+    )
+
+
+@on_loop
+async def test_log_streams_lines_while_the_build_runs(
+    jp_fetch: Fetch, api: Api, gated: GatedBuilder
+) -> None:
+    build = await api.create({"name": "live", "spec": {"pip": ["six"], "backend": "gated"}})
+    received = bytearray()
+    arrived = asyncio.Event()
+
+    def on_chunk(chunk: bytes) -> None:
+        received.extend(chunk)
+        if b"before the gate 2" in received:
+            arrived.set()
+
+    stream = asyncio.ensure_future(
+        jp_fetch(
+            "jupyter-envs",
+            "api",
+            "builds",
+            build["id"],
+            "log",
+            streaming_callback=on_chunk,
+            request_timeout=30,
+        )
+    )
+    await asyncio.wait_for(arrived.wait(), timeout=20)
+    # The gate is closed: the build cannot have finished, yet its lines have arrived.
+    code, now = await api.call("GET", "builds", build["id"])
+    assert (code, now["status"]) == (200, "running")
+    assert not stream.done()
+    assert b"after the gate" not in received
+
+    gated.gate.set()
+    response = await asyncio.wait_for(stream, timeout=20)
+    assert response.code == 200
+    events = sse_events(bytes(received))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "status"
+    assert "progress" in kinds
+    lines = [e["data"]["text"] for e in events if e["event"] == "log"]
+    assert lines[:4] == ["before the gate 1", "before the gate 2", "after the gate", " + six"]
+    assert events[-1]["event"] == "done"
+    assert events[-1]["data"]["status"] == "succeeded"
+    assert events[-1]["data"]["version"] == 1
+
+
+@on_loop
+async def test_cancel_a_running_build(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_ENVS_FAKE_DELAY", "30")
+    build = await api.create(fake("slow"))
+    await api.running(build["id"])
+    code, cancelling = await api.call("POST", "builds", build["id"], "cancel")
+    assert code == 202
+    assert cancelling["cancel_requested"] is True
+    done = await api.wait(build["id"], lambda b: b["status"] in FINISHED, timeout=5)
+    assert done["status"] == "cancelled", done
+    assert "cancel" in done["error"]
+    code, _ = await api.call("GET", "environments", "slow")
+    assert code == 404  # nothing registered
+
+    code, error = await api.call("POST", "builds", build["id"], "cancel")
+    assert code == 409
+    assert error["reason"] == "ConflictError"
+    assert "already cancelled" in error["message"]
+
+
+@on_loop
+async def test_builds_of_one_name_queue_and_a_queued_one_cancels_at_once(
+    api: Api, gated: GatedBuilder
+) -> None:
+    first = await api.create({"name": "same", "spec": {"pip": ["six"], "backend": "gated"}})
+    await api.running(first["id"])
+    second = await api.create({"name": "same", "spec": {"pip": ["attrs"], "backend": "gated"}})
+    assert second["id"] != first["id"]
+    assert second["status"] == "queued"  # one build per environment name at a time
+    code, error = await api.call("GET", "environments", "same")
+    assert (code, error["reason"]) == (404, "NotFoundError")  # nothing registered yet
+
+    code, cancelled = await api.call("POST", "builds", second["id"], "cancel")
+    assert code == 202
+    assert cancelled["status"] == "cancelled"
+    code, error = await api.call("DELETE", "environments", "same")
+    assert code == 409  # the first build is still running
+    assert error["reason"] == "ConflictError"
+
+    gated.gate.set()
+    assert (await api.finished(first["id"]))["status"] == "succeeded"
+
+
+@on_loop
+async def test_identical_concurrent_posts_share_one_build(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JUPYTER_ENVS_FAKE_DELAY", "30")
+    one, two = await asyncio.gather(api.create(fake("shared")), api.create(fake("shared")))
+    assert one["id"] == two["id"]
+    await api.running(one["id"])
+    three = await api.create(fake("shared"))
+    assert three["id"] == one["id"]
+    other = await api.create(fake("shared", "requests"))
+    assert other["id"] != one["id"]
+    code, builds = await api.call("GET", "builds", params={"name": "shared"})
+    assert (code, len(builds)) == (200, 2)
+    for build in (one, other):
+        await api.call("POST", "builds", build["id"], "cancel")
+        assert (await api.finished(build["id"]))["status"] == "cancelled"
+
+
+# -- errors ----------------------------------------------------------------------------------
+ROUTES = [
+    ("GET", ("environments",)),
+    ("POST", ("environments",)),
+    ("GET", ("environments", "demo")),
+    ("DELETE", ("environments", "demo")),
+    ("GET", ("environments", "demo", "versions")),
+    ("GET", ("builds",)),
+    ("GET", ("builds", "0123456789abcdef")),
+    ("POST", ("builds", "0123456789abcdef", "cancel")),
+    ("GET", ("builds", "0123456789abcdef", "log")),
+    ("POST", ("switch",)),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@on_loop
+async def test_every_route_refuses_requests_without_a_token(
+    api: Api, method: str, path: tuple[str, ...]
+) -> None:
+    body = fake() if method == "POST" else None
+    code, error = await api.call(method, *path, body=body, headers={"Authorization": ""})
+    assert code in (401, 403)
+    assert set(error) == {"message", "reason"}
+    assert RecordingAuthorizer.checks == []  # refused before any authorization or work
+    code, builds = await api.call("GET", "builds")
+    assert (code, builds) == (200, [])
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@on_loop
+async def test_every_route_is_authorized_on_the_jupyter_envs_resource(
+    api: Api, method: str, path: tuple[str, ...]
+) -> None:
+    RecordingAuthorizer.deny = {"jupyter_envs"}
+    body = fake() if method == "POST" else None
+    code, error = await api.call(method, *path, body=body)
+    assert code == 403
+    assert "jupyter_envs" in error["message"]
+    action = "read" if method == "GET" else "write"
+    assert RecordingAuthorizer.checks == [(action, "jupyter_envs")]
+
+
+BAD_BODIES: list[tuple[object, str]] = [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ({"text": "six"}, "field 'name'"),
+    ({"name": "x"}, "exactly one of 'text'"),
+    ({"name": "x", "text": "six", "spec": {}}, "exactly one of 'text'"),
+    ({"name": "x", "text": "six", "colour": "red"}, "unknown keys ['colour']"),
+    ({"name": "Bad Name", "text": "six"}, "invalid environment name"),
+    ({"name": "x", "text": "six", "force": "yes"}, "field 'force'"),
+    ({"name": "x", "spec": {"pip": ["six"]}, "format": "conda"}, "field 'format'"),
+    ({"name": "x", "text": "six", "format": "rpm"}, "unknown format"),
+    ({"name": "x", "text": "six ==== 1"}, "line 1"),
+    ({"name": "x", "text": 42}, "field 'text'"),
+    ({"name": "x", "spec": ["six"]}, "field 'spec'"),
+    ({"name": "x", "spec": {"pip": ["six"], "colour": 1}}, "unknown keys"),
+    ({"name": "x", "spec": {"name": "y", "pip": ["six"]}}, "differs from name"),
+    ({"name": "x", "spec": {"python": "3.11"}}, "malformed spec"),
+    ({"name": "x", "spec": {"pip": ["six"], "backend": "docker"}}, "'docker' builder"),
+    ({"name": "x", "spec": {"pip": ["six"], "backend": "nope"}}, "'nope' builder"),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), BAD_BODIES)
+@on_loop
+async def test_bad_bodies_are_400_with_a_message(api: Api, body: object, expected: str) -> None:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    code, error = await api.call("POST", "environments", body=raw)
+    assert code == 400, error
+    assert set(error) == {"message", "reason"}
+    assert expected in error["message"]
+    assert "Traceback" not in error["message"]
+    code, builds = await api.call("GET", "builds")
+    assert builds == []
+
+
+@on_loop
+async def test_bad_query_arguments_are_400(api: Api) -> None:
+    build = await api.finished((await api.create(fake()))["id"])
+    code, error = await api.call("GET", "builds", build["id"], "log", params={"offset": "-1"})
+    assert code == 400
+    assert "'offset' must be a non-negative integer" in error["message"]
+    code, error = await api.call("DELETE", "environments", "demo", params={"version": "²"})
+    assert code == 400
+    assert "'version' must be a non-negative integer" in error["message"]
+
+
+@on_loop
+async def test_unexpected_errors_are_500_without_details(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: EnvManager, name: str) -> None:
+        raise RuntimeError("secret detail at /srv/private/path")
+
+    monkeypatch.setattr(EnvManager, "versions", broken)
+    code, error = await api.call("GET", "environments", "demo", "versions")
+    assert code == 500
+    assert error == {
+        "message": "internal server error; the server log has the details",
+        "reason": "Internal Server Error",
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", ("environments", "nosuch")),
+        ("GET", ("environments", "nosuch", "versions")),
+        ("DELETE", ("environments", "nosuch")),
+        ("GET", ("builds", "nosuch")),
+        ("POST", ("builds", "nosuch", "cancel")),
+        ("GET", ("builds", "nosuch", "log")),
+    ],
+)
+@on_loop
+async def test_unknown_names_and_ids_are_404(api: Api, method: str, path: tuple[str, ...]) -> None:
+    code, error = await api.call(method, *path)
+    assert code == 404
+    assert error == {"message": error["message"], "reason": "NotFoundError"}
+    assert "nosuch" in error["message"]
+
+
+def test_shipped_config_enables_the_extension() -> None:
+    config = json.loads(
+        (ROOT / "jupyter-config" / "jupyter_server_config.d" / "jupyter_envs.json").read_text()
+    )
+    assert config == {"ServerApp": {"jpserver_extensions": {"jupyter_envs": True}}}
+    points = jupyter_envs._jupyter_server_extension_points()
+    assert points == [{"module": "jupyter_envs.server", "app": JupyterEnvsApp}]
+
+
+# -- the kernel side's access: scoped token, switching a session --------------------------------
+@pytest.fixture
+def link_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server exports the link into os.environ: restore the test process's afterwards.
+
+    Must come before the server fixtures in a test's arguments (it is set up first, then).
+    """
+    for var in (API_URL_VAR, API_TOKEN_VAR):
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
+
+
+async def _exported(api: Api) -> tuple[str, str]:
+    await api.call("GET", "environments")  # lets the server's loop run its first callbacks
+    deadline = time.monotonic() + 10
+    while not os.environ.get(API_TOKEN_VAR):
+        assert time.monotonic() < deadline, "the server never exported the kernel link"
+        await asyncio.sleep(0.02)
+    return os.environ[API_URL_VAR], os.environ[API_TOKEN_VAR]
+
+
+@on_loop
+async def test_kernels_get_a_token_scoped_to_this_api(
+    link_env: None, api: Api, jp_fetch: Fetch, jp_http_port: int, jp_base_url: str
+) -> None:
+    url, token = await _exported(api)
+    assert url == f"http://127.0.0.1:{jp_http_port}{jp_base_url}jupyter-envs/api/"
+    scoped = {"Authorization": f"token {token}"}
+    code, listed = await api.call("GET", "environments", headers=scoped)
+    assert (code, listed) == (200, [])
+    build = await api.call("POST", "environments", body=fake(), headers=scoped)
+    assert build[0] == 202
+    assert RecordingAuthorizer.checks[-1] == ("write", "jupyter_envs")
+    # The same token opens nothing else on the server.
+    for path in (("api", "kernels"), ("api", "contents"), ("api", "sessions")):
+        response = await jp_fetch(*path, headers=scoped, raise_error=False)
+        assert response.code in (401, 403), path
+    code, _ = await api.call("GET", "environments", headers={"Authorization": "token wrong"})
+    assert code in (401, 403)
+    await api.finished(build[1]["id"])
+
+
+@on_loop
+async def test_switch_replaces_the_kernel_of_the_session_that_owns_it(
+    link_env: None, api: Api, jp_fetch: Fetch
+) -> None:
+    _, token = await _exported(api)
+    response = await jp_fetch(
+        "api",
+        "sessions",
+        method="POST",
+        body=json.dumps(
+            {"path": "nb.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}}
+        ),
+    )
+    session = json.loads(response.body)
+    old = session["kernel"]["id"]
+    try:
+        code, reply = await api.call(
+            "POST",
+            "switch",
+            body={"kernel_id": old, "kernel_name": "python3"},
+            headers={"Authorization": f"token {token}"},
+        )
+        assert code == 202, reply
+        assert (reply["status"], reply["session_id"]) == ("switching", session["id"])
+        deadline = time.monotonic() + 60
+        while True:
+            response = await jp_fetch("api", "sessions", session["id"])
+            current = json.loads(response.body)["kernel"]["id"]
+            if current != old:
+                break
+            assert time.monotonic() < deadline, "the session kept its kernel"
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while old in {k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)}:
+            assert time.monotonic() < deadline, "the old kernel is still running"
+            await asyncio.sleep(0.1)
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "expected"),
+    [
+        ({"kernel_id": "no-such-kernel", "kernel_name": "python3"}, 404, "no session uses"),
+        ({"kernel_id": "k"}, 400, "'kernel_name'"),
+        ({"kernel_id": "", "kernel_name": "python3"}, 400, "'kernel_id'"),
+        ("[]", 400, "JSON object"),
+    ],
+)
+@on_loop
+async def test_bad_switch_requests(api: Api, body: object, code: int, expected: str) -> None:
+    status, error = await api.call("POST", "switch", body=body)
+    assert status == code
+    assert expected in error["message"]
+
+
+@on_loop
+async def test_switch_to_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> None:
+    response = await jp_fetch(
+        "api",
+        "sessions",
+        method="POST",
+        body=json.dumps(
+            {"path": "nb2.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}}
+        ),
+    )
+    session = json.loads(response.body)
+    try:
+        code, error = await api.call(
+            "POST", "switch", body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"}
+        )
+        assert code == 400, error
+        assert "no kernel named 'nope'" in error["message"]
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
