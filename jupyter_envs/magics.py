@@ -15,6 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import DisplayHandle, display
 
+from . import remote
 from ._commands import RaisingParser, UsageError, make_parser, run_command
 from ._validate import validate_env_vars
 from .activation import SwitchTarget, parse_reference, switch_notebook, target_for
@@ -128,7 +129,8 @@ class EnvMagics(Magics):
         out = NotebookOutput()
         if not args.format and env.detected_format:
             print(f"Reading the cell as {env.detected_format}.")
-        result = get_manager().build(env, force=args.force, on_event=out.event)
+        # In a kernel of a server with the extension, the server builds (remote.build).
+        result = remote.build(env, force=args.force, on_event=out.event)
         print(result.summary())
         if not args.no_activate:
             switch_notebook(

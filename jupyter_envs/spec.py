@@ -425,10 +425,30 @@ class Environment:
         ws: Workspace | None = None,
         on_event: Callable[[Event], None] | None = None,
     ) -> BuildResult:
-        """Build (or reuse) and register this environment; see :class:`BuildResult`."""
+        """Build (or reuse) and register this environment; see :class:`BuildResult`.
+
+        Without ``ws``, inside a kernel of a Jupyter server with the jupyter-envs extension, the
+        server builds (it owns the registry); elsewhere this process does.
+        """
+        if ws is None:
+            from .remote import build
+
+            return build(self, force=force, on_event=on_event)
         from .manager import get_manager
 
         return get_manager(ws).build(self, force=force, on_event=on_event)
+
+    def activate(self, version: int | None = None) -> str:
+        """Switch the open notebook to this environment's kernel (the latest version by default).
+
+        Returns the path taken: ``"comm"`` (the labextension or the server switches the notebook
+        once the cell ends) or ``"manual"`` (no frontend to switch: the kernel to pick is
+        printed). The version must have been built.
+        """
+        from .activation import switch_notebook, target_for
+        from .manager import get_manager
+
+        return switch_notebook(target_for(get_manager().record(self.name, version)))
 
     @staticmethod
     def list(ws: Workspace | None = None) -> dict[str, Environment]:

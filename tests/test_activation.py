@@ -161,13 +161,15 @@ def test_closed_comm_falls_back_to_the_server(
     km, kc = kernel
     try:
         url = f"http://127.0.0.1:{server.server_port}/jupyter-envs/api/"
+        # Built before the kernel learns of a server (with one, the server would build).
+        _run(kc, _CELL)
+        _run(kc, "%%env demo --backend fake --no-activate\nsix\n")
         _run(
             kc,
-            _CELL
-            + f"import os\nos.environ['JUPYTER_ENVS_API_URL'] = {url!r}\n"
+            f"import os\nos.environ['JUPYTER_ENVS_API_URL'] = {url!r}\n"
             + "os.environ['JUPYTER_ENVS_API_TOKEN'] = 'scoped-token'\n",
         )
-        messages = _run(kc, "%%env demo --backend fake\nsix\n")
+        messages = _run(kc, "%envs activate demo")
         comm_id = next(m for m in messages if m["msg_type"] == "comm_open")["content"]["comm_id"]
         kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": comm_id, "data": {}}))
         path, auth, body = _Recorder.calls.get(timeout=20)

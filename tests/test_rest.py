@@ -34,10 +34,12 @@ from traitlets.config import Config
 import jupyter_envs
 from jupyter_envs import EnvManager, builders
 from jupyter_envs.builders import BuildOutput, BuildRequest, FakeBuilder
-from jupyter_envs.errors import BuildCancelledError
-from jupyter_envs.events import Event, LogLine
+from jupyter_envs.errors import BuildCancelledError, BuildError
+from jupyter_envs.events import Event, LogLine, Progress
+from jupyter_envs.remote import RemoteBuilds
 from jupyter_envs.server import JupyterEnvsApp
-from jupyter_envs.serverlink import API_TOKEN_VAR, API_URL_VAR
+from jupyter_envs.serverlink import API_TOKEN_VAR, API_URL_VAR, ServerLink
+from jupyter_envs.spec import Environment
 
 P = ParamSpec("P")
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -548,13 +550,13 @@ def test_shipped_config_enables_the_extension() -> None:
 
 
 # -- the kernel side's access: scoped token, switching a session --------------------------------
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def link_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server exports the link into os.environ: restore the test process's afterwards.
-
-    Must come before the server fixtures in a test's arguments (it is set up first, then).
+    """The server exports the kernel link and its store into os.environ (kernels inherit it):
+    restore the test process's environment afterwards. Autouse, so it is set up before the
+    server fixtures.
     """
-    for var in (API_URL_VAR, API_TOKEN_VAR):
+    for var in (API_URL_VAR, API_TOKEN_VAR, "JUPYTER_ENVS_STORE", "JUPYTER_ENVS_KERNELS_DIR"):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
 
@@ -664,3 +666,27 @@ async def test_switch_to_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> 
         assert "no kernel named 'nope'" in error["message"]
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@on_loop
+async def test_kernel_side_builds_go_through_the_server(api: Api) -> None:
+    """What %%env does in a kernel of this server: submit, follow the events, get the result."""
+    url, token = await _exported(api)
+    remote = RemoteBuilds(ServerLink(url, token))
+    events: list[Event] = []
+    spec = Environment("remote", pip=["six", "requests"], backend="fake")
+    # Synchronous client (as in a kernel): run it off the loop that serves it.
+    result = await asyncio.to_thread(remote.build, spec, on_event=events.append)
+    assert (result.name, result.version, result.cache_hit) == ("remote", 1, False)
+    assert result.kernel_name == "jenv-remote-v1"
+    assert result.backend == "fake"
+    lines = [e.text for e in events if isinstance(e, LogLine)]
+    assert lines.index(" + six") < lines.index(" + requests")
+    assert [e for e in events if isinstance(e, Progress)][-1].fraction == 1.0
+    again = await asyncio.to_thread(remote.build, spec)
+    assert (again.version, again.cache_hit) == (1, True)
+    _, listed = await api.call("GET", "environments")
+    assert [e["name"] for e in listed] == ["remote"]
+    failing = Environment("remote", pip=["fail-build"], backend="fake")
+    with pytest.raises(BuildError, match="building 'remote' failed"):
+        await asyncio.to_thread(remote.build, failing)

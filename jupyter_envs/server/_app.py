@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -112,6 +113,9 @@ class JupyterEnvsApp(ExtensionApp):
     def _export_link(self) -> None:
         if self.serverapp is None:
             return
+        # Kernels read the same store as this server (``%envs list`` and friends read it).
+        os.environ["JUPYTER_ENVS_STORE"] = str(self.manager.ws.root)
+        os.environ["JUPYTER_ENVS_KERNELS_DIR"] = str(self.manager.ws.kernels_dir)
         url = export_link(self.serverapp, self.scoped_token)
         if url:
             self.log.info("jupyter-envs: kernels reach the API at %s (scoped token)", url)

@@ -263,17 +263,18 @@ class PanelWatcher {
     const label = `${env} v${version}`;
     const kernelspecs = this._app.serviceManager.kernelspecs;
     try {
-      // Let the cell that asked for the switch finish first: switching
-      // shuts its kernel down, which would cut the cell off.
+      // The kernelspec was installed after JupyterLab last listed them: list
+      // them again while the cell that asked for the switch finishes (switching
+      // shuts its kernel down, which would cut the cell off).
+      const specsRefreshed = kernelspecs.refreshSpecs();
       await waitUntilIdle(kernel);
+      await specsRefreshed;
       if (this._panel.isDisposed) {
         throw new Error('the notebook was closed');
       }
       if (this._panel.sessionContext.session?.kernel !== kernel) {
         throw new Error('the notebook changed its kernel meanwhile');
       }
-      // The kernelspec was installed after JupyterLab last listed them.
-      await kernelspecs.refreshSpecs();
       const known = kernelspecs.specs?.kernelspecs ?? {};
       if (!(kernel_name in known)) {
         throw new Error(`no kernel named "${kernel_name}" is installed`);
