@@ -129,3 +129,56 @@ def test_without_the_labextension_the_server_switches(browser: Any, tmp_path: Pa
             assert after["metadata"] is None
         finally:
             page.close()
+
+
+JS_RUN_CELL = """
+async (index) => {
+  const app = window.jupyterapp;
+  const panel = app.shell.currentWidget;
+  panel.content.activeCellIndex = index;
+  await app.commands.execute('notebook:run-cell');
+}
+"""
+
+JS_CELL_OUTPUTS = """
+(index) => {
+  const cell = window.jupyterapp.shell.currentWidget.content.model.cells.get(index);
+  return cell.type === 'code' ? cell.outputs.toJSON() : [];
+}
+"""
+
+
+def test_quickstart_notebook_runs_cell_by_cell(browser: Any, tmp_path: Path) -> None:
+    """The README's quickstart, as a user runs it: build, switch, then work in the env."""
+    import nbformat
+
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    quickstart = Path(__file__).resolve().parent.parent / "examples" / "quickstart.ipynb"
+    nb = nbformat.read(str(quickstart), as_version=4)
+    nbformat.write(nb, str(root / "quickstart.ipynb"))
+    with jupyter_server("lab", root, tmp_path / "server") as server:
+        page = _open(browser, server, "/lab/tree/quickstart.ipynb")
+        try:
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                page.evaluate(JS_RUN_CELL, index)
+                if cell.source.startswith("%%env quickstart"):
+                    page.wait_for_function(
+                        f"() => {{ const p = ({JS_PANEL})(); "
+                        "return p && p.kernelName === 'jenv-quickstart-v1'; }",
+                        timeout=180_000,
+                    )
+                page.wait_for_function(
+                    f"() => {{ const p = ({JS_PANEL})(); return p && p.status === 'idle'; }}",
+                    timeout=180_000,
+                )
+                outputs = page.evaluate(JS_CELL_OUTPUTS, index)
+                errors = [o for o in outputs if o.get("output_type") == "error"]
+                assert not errors, f"cell {index} failed: {errors}"
+            everything = page.evaluate(JS_OUTPUTS)
+            assert "/jupyter_envs/envs/quickstart/v1-" in everything  # sys.prefix, in the env
+            assert "Removed api-demo" in everything
+        finally:
+            page.close()

@@ -79,7 +79,8 @@ def test_magics_work_inside_a_built_env_kernel(
     try:
         out = _execute(
             km,
-            "%load_ext jupyter_envs\n%envs list\n"
+            # No %load_ext: env kernels load the magics themselves.
+            "%envs list\n"
             "import jupyter_envs, sys; print('FROM', jupyter_envs.__file__, sys.prefix)",
         )
     finally:

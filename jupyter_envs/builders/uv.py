@@ -62,11 +62,16 @@ class UvBuilder(Builder):
         return None
 
     def kernel_argv(self, artifact: Path) -> list[str]:
-        """Start ipykernel with the venv's own interpreter."""
+        """Start ipykernel with the venv's own interpreter, the magics already loaded.
+
+        ``--ext`` loads ``jupyter_envs`` in every kernel of a built env, so a notebook that just
+        switched can build and switch again without ``%load_ext`` (a failing load only warns).
+        """
         return [
             str(artifact / "bin" / "python"),
             "-m",
             "ipykernel_launcher",
+            "--ext=jupyter_envs",
             "-f",
             "{connection_file}",
         ]
