@@ -556,7 +556,13 @@ def link_env(monkeypatch: pytest.MonkeyPatch) -> None:
     restore the test process's environment afterwards. Autouse, so it is set up before the
     server fixtures.
     """
-    for var in (API_URL_VAR, API_TOKEN_VAR, "JUPYTER_ENVS_STORE", "JUPYTER_ENVS_KERNELS_DIR"):
+    for var in (
+        API_URL_VAR,
+        API_TOKEN_VAR,
+        "JUPYTER_ENVS_STORE",
+        "JUPYTER_ENVS_KERNELS_DIR",
+        "JUPYTER_ENVS_DEFAULT_BASE_IMAGE",
+    ):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
 

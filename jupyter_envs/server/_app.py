@@ -68,6 +68,16 @@ class JupyterEnvsApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    default_base_image = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            "Base image of Docker environments whose spec names none (exported to builds as "
+            "$JUPYTER_ENVS_DEFAULT_BASE_IMAGE). Default: the Docker builder's own default, a "
+            "public Python image."
+        ),
+    ).tag(config=True)
+
     @default("store_root")
     def _default_store_root(self) -> str:
         return str(default_root())
@@ -96,6 +106,9 @@ class JupyterEnvsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         """Open the store and create the build queue (called once, at server start)."""
         self.scoped_token = ScopedToken()
+        if self.default_base_image:
+            # Read by the Docker builder, here and in kernels this server starts.
+            os.environ["JUPYTER_ENVS_DEFAULT_BASE_IMAGE"] = self.default_base_image
         # The port is final only once the server listens, after extensions load: hand the link
         # to kernels from the first turn of the event loop, before any kernel can start.
         IOLoop.current().add_callback(self._export_link)
