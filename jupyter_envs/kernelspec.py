@@ -41,8 +41,13 @@ def write_kernelspec(
     env_vars: dict[str, str],
     store_root: Path,
     description: str = "",
+    interrupt_mode: str = "signal",
+    extra_metadata: dict[str, Any] | None = None,
 ) -> str:
-    """Write (or replace, atomically) the kernelspec of one version; return its name."""
+    """Write (or replace, atomically) the kernelspec of one version; return its name.
+
+    ``extra_metadata`` is merged into ``metadata`` (e.g. a ``kernel_provisioner`` entry).
+    """
     name = kernel_name(env, version)
     spec: dict[str, Any] = {
         "argv": argv,
@@ -50,8 +55,9 @@ def write_kernelspec(
         "language": "python",
         # The kernel's own magics must find the same registry as the process that built it.
         "env": {**env_vars, "JUPYTER_ENVS_STORE": str(store_root)},
-        "interrupt_mode": "signal",
+        "interrupt_mode": interrupt_mode,
         "metadata": {
+            **(extra_metadata or {}),
             "debugger": True,
             "jupyter_envs": {
                 "env": env,

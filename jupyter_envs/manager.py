@@ -258,17 +258,20 @@ class EnvManager:
         self, env: Environment, version: int, spec_hash: str, artifact: Path, python_version: str
     ) -> str:
         builder = get_builder(env.backend)
+        fields = builder.kernelspec_fields(artifact, env, version, spec_hash)
         return write_kernelspec(
             self.ws.kernels_dir,
             env=env.name,
             version=version,
             spec_hash=spec_hash,
             backend=builder.name,
-            argv=builder.kernel_argv(artifact),
+            argv=list(fields.get("argv") or builder.kernel_argv(artifact)),
             python_version=python_version,
             env_vars=env.env_vars,
             store_root=self.ws.root,
             description=env.description,
+            interrupt_mode=str(fields.get("interrupt_mode", "signal")),
+            extra_metadata=dict(fields.get("metadata") or {}),
         )
 
     def _fail(self, build_id: str, exc: BaseException, log_path: Path) -> None:

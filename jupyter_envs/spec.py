@@ -438,6 +438,18 @@ class Environment:
 
         return get_manager(ws).build(self, force=force, on_event=on_event)
 
+    def dockerfile(self) -> str:
+        """The Dockerfile the Docker builder builds for this spec (exactly that text)."""
+        from .dockerfile import render_dockerfile
+
+        return render_dockerfile(self)
+
+    def get_image_details(self) -> dict[str, Any]:
+        """As AzureML: the image this spec builds; ``["ingredients"]["dockerfile"]`` included."""
+        from .dockerfile import image_details
+
+        return image_details(self)
+
     def activate(self, version: int | None = None) -> str:
         """Switch the open notebook to this environment's kernel (the latest version by default).
 

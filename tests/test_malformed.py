@@ -352,8 +352,10 @@ def test_there_are_enough_cases() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_malformed_input_is_refused_and_changes_nothing(
-    populated: Workspace, tmp_path: Path, case: Bad
+    populated: Workspace, tmp_path: Path, case: Bad, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Docker specs must be refused here as on a machine without an engine.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     before = _state(populated)
     with pytest.raises(case.error) as info:
         case.run(populated, tmp_path)

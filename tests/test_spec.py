@@ -809,8 +809,13 @@ def test_detect_chain(make: Callable[[], Environment], backend: str) -> None:
     ],
 )
 def test_unavailable_backend_fails_clearly_and_registers_nothing(
-    workspace: Workspace, make: Callable[[], Environment], backend: str
+    workspace: Workspace,
+    make: Callable[[], Environment],
+    backend: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Docker specs must be refused here as on a machine without an engine.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     Environment("kept", pip=["six"], backend="fake").build(ws=workspace)
     before = workspace.snapshot()
     env = make()

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 from ..errors import BackendUnavailableError, EnvsError
 from ._process import CancelToken
 from .base import Builder, BuildOutput, BuildRequest
+from .docker import DockerBuilder
 from .fake import FakeBuilder
-from .planned import CondaPlaceholder, DockerPlaceholder
+from .planned import CondaPlaceholder
 from .uv import UvBuilder
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ __all__ = [
     "BuildRequest",
     "Builder",
     "CancelToken",
+    "DockerBuilder",
     "FakeBuilder",
     "UvBuilder",
     "available_builders",
@@ -40,7 +42,9 @@ ENTRY_POINT_GROUP = "jupyter_envs.builders"
 @lru_cache(maxsize=1)
 def available_builders() -> tuple[Builder, ...]:
     """Every builder in detect order (built-ins, with entry-point plug-ins merged in)."""
-    chain: list[Builder] = [DockerPlaceholder(), CondaPlaceholder(), UvBuilder()]
+    # DockerBuilder imports the docker SDK only when used: without the SDK or a running engine
+    # it still detects Docker specs and its unavailable_reason() says which is missing.
+    chain: list[Builder] = [DockerBuilder(), CondaPlaceholder(), UvBuilder()]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.value.startswith("jupyter_envs."):
             continue  # our own, already in the chain

@@ -75,6 +75,14 @@ class Builder(ABC):
     def kernel_argv(self, artifact: Path) -> list[str]:
         """The kernelspec ``argv`` for an artifact at its final location."""
 
+    def kernelspec_fields(
+        self, artifact: Path, env: Environment, version: int, spec_hash: str
+    ) -> dict[str, Any]:
+        """Overrides for the kernelspec of a built version: ``argv``, ``interrupt_mode``,
+        ``metadata`` (merged). The default runs :meth:`kernel_argv` as a local process.
+        """
+        return {"argv": self.kernel_argv(artifact)}
+
     def remove(self, artifact: Path) -> None:
         """Delete an artifact; called when a version is removed."""
         shutil.rmtree(artifact, ignore_errors=True)

@@ -35,12 +35,17 @@ class _Placeholder(Builder):
 
 
 class DockerPlaceholder(_Placeholder):
-    """Recognises specs with Docker settings (base image, Dockerfile, apt packages, image)."""
+    """Recognises specs with Docker settings (base image, Dockerfile, apt packages, image).
+
+    No longer in the default chain (:class:`~jupyter_envs.builders.docker.DockerBuilder`
+    reports a missing SDK or engine itself); kept for plug-ins and setups that want Docker
+    specs refused outright.
+    """
 
     name = "docker"
     reason = (
-        "no Docker builder is installed in this version of jupyter-envs; remove the Docker "
-        "settings (base image, Dockerfile, apt packages) to build a virtualenv instead"
+        "Docker builds are disabled in this installation; remove the Docker settings (base "
+        "image, Dockerfile, apt packages) to build a virtualenv instead"
     )
 
     def detect(self, env: Environment) -> bool:

@@ -1,0 +1,332 @@
+"""The docker builder against a real engine: build, cache reuse, failures, credentials, Container.
+
+Skipped (with the reason) when the engine is unreachable or the local base image is missing;
+``JUPYTER_ENVS_REQUIRE_ALL=1`` turns that skip into a failure. The base image comes from
+``JUPYTER_ENVS_DEFAULT_BASE_IMAGE`` (default ``jupyter-envs-test/python:bookworm``, made by
+``scripts/docker/build-base-image.sh``). Every test removes the images it tagged; the module
+removes the cache layers its builds left and checks the engine holds exactly what it held before.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_envs import Environment
+from jupyter_envs.builders import CancelToken
+from jupyter_envs.builders.docker import DockerBuilder, engine_unavailable_reason
+from jupyter_envs.container import Container
+from jupyter_envs.dockerfile import (
+    LABEL_ENV,
+    LABEL_SPEC_HASH,
+    LABEL_VERSION,
+    image_details,
+    render_dockerfile,
+)
+from jupyter_envs.errors import BackendUnavailableError, BuildCancelledError, BuildError
+from jupyter_envs.events import Event, LogLine
+from jupyter_envs.manager import EnvManager
+from jupyter_envs.store import Workspace
+
+BASE = os.environ.get("JUPYTER_ENVS_DEFAULT_BASE_IMAGE") or "jupyter-envs-test/python:bookworm"
+
+
+def _skip_reason() -> str | None:
+    reason = engine_unavailable_reason()
+    if reason is not None:
+        return f"no Docker engine: {reason}"
+    found = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True, check=False)
+    if found.returncode != 0:
+        return f"base image {BASE} is missing: run scripts/docker/build-base-image.sh"
+    return None
+
+
+SKIP_REASON = _skip_reason()
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.docker,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+]
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _ids(*args: str) -> set[str]:
+    return set(_docker(*args).split())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _engine_left_clean() -> Iterator[None]:
+    """Containers and images before == after; cache layers made by the module are removed."""
+    containers = _ids("ps", "-aq", "--no-trunc")
+    images = _ids("images", "-aq", "--no-trunc")
+    yield
+    leaked_tags = [
+        line
+        for line in _docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+        if line.startswith("jupyter-envs/dt-")
+    ]
+    # The layer cache shared between tests is the module's to remove, newest first.
+    for _ in range(5):
+        new = _ids("images", "-aq", "--no-trunc") - images
+        if not new:
+            break
+        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, check=False)
+    assert not leaked_tags, f"tests left tagged images: {leaked_tags}"
+    assert _ids("ps", "-aq", "--no-trunc") == containers, "tests left containers"
+    assert _ids("images", "-aq", "--no-trunc") == images, "tests left images"
+
+
+@pytest.fixture(autouse=True)
+def _base_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JUPYTER_ENVS_DEFAULT_BASE_IMAGE", BASE)
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique env name; its images are removed after the test (cache layers are kept)."""
+    env_name = f"dt-{uuid.uuid4().hex[:8]}"
+    yield env_name
+    for image in _ids("images", "-q", "--no-trunc", "--filter", f"label={LABEL_ENV}={env_name}"):
+        # --no-prune: the parent layers stay as cache for the next tests (the module removes them).
+        subprocess.run(["docker", "rmi", "-f", "--no-prune", image], capture_output=True)
+
+
+class Recorder:
+    """Collects build events."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, LogLine):
+            self.lines.append(event.text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _labels(tag: str) -> dict[str, str]:
+    labels: dict[str, str] = json.loads(
+        _docker("image", "inspect", "-f", "{{json .Config.Labels}}", tag)
+    )
+    return labels
+
+
+def _run(tag: str, code: str) -> str:
+    return _docker("run", "--rm", "--network", "none", tag, "python", "-c", code).strip()
+
+
+def _artifact_json(ws: Workspace, env_name: str, version: int | None = None) -> dict[str, Any]:
+    record = EnvManager(ws).record(env_name, version)
+    assert record.artifact is not None
+    data: dict[str, Any] = json.loads((Path(record.artifact) / "image.json").read_text())
+    return data
+
+
+def test_build_small_env_then_add_a_package_reuses_layers(workspace: Workspace, name: str) -> None:
+    env = Environment(name, pip=["six==1.17.0"], base_image=BASE)
+    first = Recorder()
+    started = time.perf_counter()
+    result = env.build(ws=workspace, on_event=first)
+    full = time.perf_counter() - started
+    assert result.backend == "docker"
+    info = _artifact_json(workspace, name)
+    tag = info["tag"]
+    assert tag == f"jupyter-envs/{name}:{result.spec_hash[:12]}"
+    labels = _labels(tag)
+    assert labels[LABEL_ENV] == name
+    assert labels[LABEL_SPEC_HASH] == result.spec_hash
+    assert labels[LABEL_VERSION]
+    record = EnvManager(workspace).record(name)
+    assert record.lock is not None
+    assert "six==1.17.0" in record.lock.splitlines()
+    assert (record.python_version or "").startswith("3.")
+    out = _run(tag, "import six, jupyter_envs, ipykernel; print(six.__version__)")
+    assert out == "1.17.0"
+    # What is built is exactly what image_details() shows.
+    assert info["dockerfile"] == image_details(env)["ingredients"]["dockerfile"]
+    assert info["dockerfile"] == render_dockerfile(env)
+    # The kernelspec starts the container launcher on this image.
+    argv = DockerBuilder().kernel_argv(Path(record.artifact or ""))
+    assert argv[1:5] == ["-m", "jupyter_envs.kernels.launcher", "--image", tag]
+    assert any(line.startswith("Step 1/") for line in first.lines)
+
+    # Add one package: every layer before the user's requirements comes from the cache.
+    bigger = Environment(name, pip=["six==1.17.0", "tomli==2.0.1"], base_image=BASE)
+    second = Recorder()
+    started = time.perf_counter()
+    bigger.build(ws=workspace, on_event=second)
+    incremental = time.perf_counter() - started
+    tag2 = _artifact_json(workspace, name)["tag"]
+    assert _run(tag2, "import tomli, six; print(tomli.__name__)") == "tomli"
+    cached = second.text.count("Using cache")
+    assert cached >= 10, second.text
+    old_layers = set(_docker("history", "-q", "--no-trunc", tag).split()) - {"<missing>"}
+    new_layers = set(_docker("history", "-q", "--no-trunc", tag2).split()) - {"<missing>"}
+    # venv + uv and the kernel-side layer are shared.
+    assert len(old_layers & new_layers) >= 12
+    ratio = incremental / full
+    print(f"\nfull build {full:.1f} s, add one package {incremental:.1f} s, ratio {ratio:.2f}")
+    if "Using cache" not in first.text:  # the first build was cold: the ratio means something
+        assert ratio <= 0.5
+    # v1 is still registered and its image still exists.
+    assert EnvManager(workspace).record(name, 1).status == "ready"
+    _docker("image", "inspect", tag)
+
+
+def test_build_from_dockerfile_text(workspace: Workspace, name: str) -> None:
+    text = f"FROM {BASE}\nRUN echo from-the-dockerfile > /opt/marker.txt\nENV MARK=1\n"
+    env = Environment.from_text(name, text)
+    assert env.backend == "docker"
+    env.build(ws=workspace)
+    info = _artifact_json(workspace, name)
+    assert info["dockerfile"].startswith("# Generated by jupyter-envs")
+    assert text.rstrip("\n") in info["dockerfile"]
+    out = _run(
+        info["tag"],
+        "import jupyter_envs, ipykernel, os; print(open('/opt/marker.txt').read().strip(), "
+        "os.environ['MARK'])",
+    )
+    assert out == "from-the-dockerfile 1"
+
+
+def test_failing_step_keeps_the_previous_version(workspace: Workspace, name: str) -> None:
+    Environment(name, pip=["six==1.17.0"], base_image=BASE).build(ws=workspace)
+    good = _artifact_json(workspace, name)
+    broken = Environment(
+        name, pip=["six==1.17.0", "jupyter-envs-no-such-package-xyz==1.0"], base_image=BASE
+    )
+    with pytest.raises(BuildError) as info:
+        broken.build(ws=workspace)
+    message = str(info.value)
+    assert "step " in message, message
+    assert "RUN" in message, message
+    assert "jupyter-envs-no-such-package-xyz" in message  # the log tail says why
+    assert not isinstance(info.value, BuildCancelledError)
+    record = EnvManager(workspace).record(name)
+    assert (record.version, record.status) == (1, "ready")
+    _docker("image", "inspect", good["tag"])  # still there
+
+
+def test_missing_base_image_is_a_clear_error(workspace: Workspace, name: str) -> None:
+    env = Environment(name, pip=["six"], base_image="jupyter-envs-test/no-such-image:0")
+    with pytest.raises(BuildError, match="does not exist locally and cannot be pulled"):
+        env.build(ws=workspace)
+    text = Environment.from_text(name + "-df", "FROM jupyter-envs-test/no-such-image:0\n")
+    with pytest.raises(BuildError, match="'jupyter-envs-test/no-such-image:0' does not exist"):
+        text.build(ws=workspace)
+
+
+class _AuthLog(http.server.SimpleHTTPRequestHandler):
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.headers.get("Authorization", ""))
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def links_server(tmp_path: Path) -> Iterator[tuple[str, int, list[str]]]:
+    """An empty find-links page on the Docker bridge gateway; the Authorization headers seen."""
+    gateway = json.loads(_docker("network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
+    seen: list[str] = []
+    handler: Callable[..., _AuthLog] = lambda *a, **k: _AuthLog(  # noqa: E731
+        *a, directory=str(tmp_path), **k
+    )
+    _AuthLog.seen = seen
+    server = http.server.ThreadingHTTPServer((gateway, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield gateway, server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_index_credentials_never_reach_history_labels_or_logs(
+    workspace: Workspace,
+    name: str,
+    links_server: tuple[str, int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gateway, port, seen = links_server
+    secret = f"s3cret-{uuid.uuid4().hex[:6]}"
+    # find-links: the resolver reads it (so the credentials are really used) and still finds six
+    # on the real index, so the build succeeds and there is an image to inspect.
+    monkeypatch.setenv("PIP_FIND_LINKS", f"http://jenvuser:{secret}@{gateway}:{port}/")
+    before = _ids("images", "-aq", "--no-trunc")
+    events = Recorder()
+    env = Environment(name, pip=["six==1.17.0"], base_image=BASE)
+    details = json.dumps(image_details(env))
+    assert secret not in details
+    result = env.build(ws=workspace, on_event=events)
+    assert any(h.startswith("Basic ") for h in seen), "the build never used the find-links URL"
+    tag = _artifact_json(workspace, name)["tag"]
+    assert secret not in events.text
+    assert secret not in Path(result.log_path or "").read_text()
+    assert secret not in _docker("history", "--no-trunc", tag)
+    assert secret not in _docker("image", "inspect", tag)
+    assert secret not in Path(result.artifact, "image.json").read_text()
+    assert secret not in Path(result.artifact, "Dockerfile").read_text()
+    # Nor in any image this build left in the engine (the install stage is dropped).
+    for image in _ids("images", "-aq", "--no-trunc") - before:
+        assert secret not in _docker("history", "--no-trunc", image), image
+    assert _run(tag, "import six; print(six.__version__)") == "1.17.0"
+
+
+def test_cancel_stops_the_build_and_its_container(workspace: Workspace, name: str) -> None:
+    env = Environment.from_text(name, f"FROM {BASE}\nRUN echo sleeping && sleep 120\n")
+    cancel = CancelToken()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, LogLine) and event.text.strip() == "sleeping":
+            cancel.cancel()
+
+    started = time.perf_counter()
+    with pytest.raises(BuildCancelledError):
+        EnvManager(workspace).build(env, on_event=on_event, cancel=cancel)
+    assert time.perf_counter() - started < 60
+    running = _docker("ps", "-aq", "--filter", f"ancestor={BASE}").split()
+    assert running == []
+
+
+def test_container_api_builds_and_runs(tmp_path: Path, name: str) -> None:
+    container = Container(BASE, python_dependencies=["six==1.17.0"], name=name)
+    dockerfile = container.create_dockerfile(tmp_path / "ctx")
+    assert dockerfile.read_text().splitlines()[1] == f"FROM {BASE}"
+    assert (tmp_path / "ctx" / "jenv-build" / "runtime" / "jupyter_envs" / "__init__.py").is_file()
+    tag, logs = container.build()
+    assert tag == container.image_tag
+    assert any("Successfully tagged" in line for line in logs)
+    out = container.run(["python", "-c", "import six; print(six.__version__)"])
+    assert out.strip() == "1.17.0"
+    with pytest.raises(BuildError, match="exited with status 3"):
+        container.run(["python", "-c", "raise SystemExit(3)"])
+    with pytest.raises(BuildError, match="cannot be pulled"):
+        Container("jupyter-envs-test/no-such-image:0").pull_image()
+
+
+def test_unreachable_engine_is_backend_unavailable(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    reason = DockerBuilder().unavailable_reason()
+    assert "not reachable" in (reason or "")
+    with pytest.raises(BackendUnavailableError, match="'docker' builder"):
+        Environment("dt-none", pip=["six"], base_image=BASE).build(ws=workspace)
