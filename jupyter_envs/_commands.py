@@ -84,6 +84,11 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="print the log of an environment's latest build")
     p.add_argument("name")
     sub.add_parser("curated", help="list the curated environments")
+    p = sub.add_parser(
+        "gc",
+        help="remove Docker images of removed environments and containers of dead kernels",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     return parser
 
 
@@ -208,6 +213,49 @@ def cmd_curated(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
     out.say(_table(rows))
 
 
+def cmd_gc(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    """Dangling kernel containers, then images no registered version of this store uses.
+
+    Only images labelled by jupyter-envs and named after an environment of *this* store are
+    considered, so another store's images on the same engine are left alone.
+    """
+    from .builders.docker import docker_client
+    from .dockerfile import LABEL_ENV, LABEL_SPEC_HASH
+    from .kernels.reaper import gc
+
+    remove = not args.dry_run
+    verb = "would remove" if args.dry_run else "removed"
+    count = 0
+    for item in gc(remove=remove):
+        out.say(
+            f"{verb} container {item.name} (kernel {item.kernel_id}, env {item.env}, "
+            f"server pid {item.server_pid} gone)"
+        )
+        count += 1
+    client = docker_client()
+    try:
+        known = {(r.name, r.spec_hash) for name in mgr.ws.names() for r in mgr.ws.versions(name)}
+        ever = set(mgr.ws.names()) | {b for b in _built_names(mgr)}
+        for image in client.images.list(filters={"label": LABEL_ENV}):
+            labels = image.labels or {}
+            env, spec_hash = labels.get(LABEL_ENV, ""), labels.get(LABEL_SPEC_HASH, "")
+            if env not in ever or (env, spec_hash) in known:
+                continue
+            if remove:
+                client.images.remove(image.id, force=True)
+            out.say(f"{verb} image {', '.join(image.tags) or image.short_id} (env {env})")
+            count += 1
+    finally:
+        client.close()
+    out.say(f"{verb} {count} item(s)" if count else "nothing to remove")
+
+
+def _built_names(mgr: EnvManager) -> set[str]:
+    # Names this store ever built (removed ones included): their build records remain.
+    with mgr.ws.transaction() as db:
+        return {row[0] for row in db.execute("SELECT DISTINCT name FROM builds")}
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace, EnvManager, Output], None]] = {
     "list": cmd_list,
     "show": cmd_show,
@@ -218,6 +266,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace, EnvManager, Output], None]] = {
     "export": cmd_export,
     "logs": cmd_logs,
     "curated": cmd_curated,
+    "gc": cmd_gc,
 }
 
 

@@ -423,6 +423,30 @@ class DockerBuilder(Builder):
             "{connection_file}",
         ]
 
+    def kernelspec_fields(
+        self, artifact: Path, env: Environment, version: int, spec_hash: str
+    ) -> dict[str, Any]:
+        """Run the kernel in a container through the ``jupyter-envs-docker`` provisioner.
+
+        The ``argv`` is the same container through the foreground launcher, for clients that
+        ignore provisioners. Resources, env vars and secret *names* travel in the kernelspec;
+        secret values are read each time a kernel starts.
+        """
+        from ..kernels import docker_kernelspec_fields
+
+        resources = env.resources
+        return docker_kernelspec_fields(
+            read_image_json(artifact)["tag"],
+            env=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            cpu=resources.cpu,
+            memory=resources.memory,
+            gpu=resources.gpu or None,
+            secrets=list(env.secrets),
+            env_vars=dict(env.env_vars),
+        )
+
     def remove(self, artifact: Path) -> None:
         """Remove the version's image tag (kept while another version uses the same image)."""
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -112,6 +113,8 @@ class JupyterEnvsApp(ExtensionApp):
         # The port is final only once the server listens, after extensions load: hand the link
         # to kernels from the first turn of the event loop, before any kernel can start.
         IOLoop.current().add_callback(self._export_link)
+        # Containers of kernels whose server died (killed hard) are removed at start.
+        IOLoop.current().add_callback(self._reap_orphans)
         self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir))
         self.queue = BuildQueue(
             self.manager, max_concurrent=self.max_concurrent_builds, log=self.log
@@ -122,6 +125,17 @@ class JupyterEnvsApp(ExtensionApp):
             self.manager.ws.root,
             self.max_concurrent_builds,
         )
+
+    async def _reap_orphans(self) -> None:
+        from ..kernels.reaper import reap_orphans
+
+        try:
+            removed = await asyncio.to_thread(reap_orphans)
+        except EnvsError as exc:  # no engine here: nothing to reap
+            self.log.debug("jupyter-envs: orphan reaper skipped: %s", exc)
+            return
+        if removed:
+            self.log.info("jupyter-envs: removed %d orphaned kernel container(s)", len(removed))
 
     def _export_link(self) -> None:
         if self.serverapp is None:

@@ -1,0 +1,149 @@
+"""Container kernel start: through the provisioner vs a bare ``docker run``, in one run.
+
+Both sides time from "start asked" to "the kernel answered kernel_info" with the same image, the
+same five ports published on 127.0.0.1 and the same client. The provisioner side goes through
+``jupyter_client.KernelManager`` and a kernelspec written by ``docker_kernelspec_fields`` (port
+choice, connection file, secrets shim, labels, docker-init, uid mapping); the bare side creates
+and starts a plain container running ipykernel with the Docker SDK. Runs alternate so that both
+see the same machine state; medians are compared.
+
+Usage: ``python benchmarks/docker_kernel.py --image IMAGE [--repeat N]``. The image needs
+ipykernel on its interpreter (label ``jupyter-envs.python``, else ``python3``); an environment
+built by the docker backend is one. Target: ratio <= 1.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import docker
+from jupyter_client.manager import KernelManager
+from jupyter_client.provisioning.factory import KernelProvisionerFactory
+
+from jupyter_envs.kernels import PROVISIONER_NAME, docker_kernelspec_fields
+from jupyter_envs.kernels.launcher import LABEL_PYTHON, PORT_NAMES
+from jupyter_envs.kernelspec import write_kernelspec
+
+
+def provisioner_start(name: str, cwd: Path) -> float:
+    """Seconds from start_kernel to a kernel_info reply, through the provisioner."""
+    km = KernelManager(kernel_name=name)
+    t0 = time.perf_counter()
+    km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        return time.perf_counter() - t0
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def bare_start(client: Any, image: str, python: str, workdir: Path) -> float:
+    """Seconds from container create to a kernel_info reply, for a plain ``docker run``."""
+    km = KernelManager()
+    km.connection_file = str(workdir / "kernel-bare.json")
+    km.write_connection_file()
+    info: dict[str, Any] = dict(km.get_connection_info())
+    inside = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in info.items()}
+    inside["ip"] = "0.0.0.0"  # noqa: S104 - published on 127.0.0.1 only
+    copy = workdir / "inside.json"
+    copy.write_text(json.dumps(inside))
+    ports = {f"{info[n]}/tcp": ("127.0.0.1", info[n]) for n in PORT_NAMES}
+    t0 = time.perf_counter()
+    container = client.containers.run(
+        image,
+        [python, "-m", "ipykernel_launcher", "-f", "/conn/inside.json"],
+        detach=True,
+        ports=ports,
+        volumes={str(workdir): {"bind": "/conn", "mode": "ro"}},
+    )
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        return time.perf_counter() - t0
+    finally:
+        kc.stop_channels()
+        container.remove(force=True)
+        km.cleanup_connection_file()
+
+
+def main() -> None:
+    """Run the benchmark and print both medians and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+
+    if not entry_points(group=KernelProvisionerFactory.GROUP_NAME, name=PROVISIONER_NAME):
+        # The package metadata predates the entry point: register it for this process.
+        KernelProvisionerFactory.provisioners[PROVISIONER_NAME] = EntryPoint(
+            PROVISIONER_NAME,
+            "jupyter_envs.kernels.docker_provisioner:DockerKernelProvisioner",
+            KernelProvisionerFactory.GROUP_NAME,
+        )
+    client = docker.from_env()
+    labels = client.images.get(args.image).labels or {}
+    python = labels.get(LABEL_PYTHON, "python3")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
+        os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
+        fields = docker_kernelspec_fields(
+            args.image,
+            env="bench",
+            version=1,
+            spec_hash="0" * 12,
+            cpu=None,
+            memory=None,
+            gpu=None,
+            secrets=[],
+            env_vars={},
+        )
+        name = write_kernelspec(
+            root / "data" / "kernels",
+            env="bench",
+            version=1,
+            spec_hash="0" * 12,
+            backend="docker",
+            argv=fields["argv"],
+            python_version="3",
+            env_vars={},
+            store_root=root / "store",
+            interrupt_mode=fields["interrupt_mode"],
+            extra_metadata=fields["metadata"],
+        )
+        nb = root / "nb"
+        nb.mkdir()
+        bare_dir = root / "bare"
+        bare_dir.mkdir()
+        # One warm-up each: the first container start pays for page cache and network setup.
+        provisioner_start(name, nb)
+        bare_start(client, args.image, python, bare_dir)
+        prov: list[float] = []
+        bare: list[float] = []
+        for _ in range(args.repeat):
+            prov.append(provisioner_start(name, nb))
+            bare.append(bare_start(client, args.image, python, bare_dir))
+    client.close()
+    p, b = statistics.median(prov), statistics.median(bare)
+    print(f"provisioner: median {p:.3f}s  (runs: {', '.join(f'{x:.2f}' for x in prov)})")
+    print(f"bare run:    median {b:.3f}s  (runs: {', '.join(f'{x:.2f}' for x in bare)})")
+    print(f"ratio: {p / b:.2f}  (target <= 1.2)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Find and remove kernel containers whose server died (SIGKILL, crash, power loss).
+
+A server that shuts down normally removes its kernels' containers. One that is killed cannot:
+its containers keep running, holding ports and memory. Every kernel container carries the pid
+(and the start time) of the process that launched it; :func:`reap_orphans` removes those whose
+process no longer exists on this host. Call it when a server starts, or through :func:`gc`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import (
+    LABEL_ENV,
+    LABEL_KERNEL_ID,
+    LABEL_RUNTIME_DIR,
+    LABEL_SERVER_HOST,
+    LABEL_SERVER_PID,
+    LABEL_SERVER_START,
+)
+from .launcher import connect, process_start_ticks, remove_container, runtime_root
+
+__all__ = ["DanglingContainer", "gc", "process_alive", "reap_orphans"]
+
+
+@dataclass(frozen=True)
+class DanglingContainer:
+    """A kernel container whose launching process is gone."""
+
+    id: str
+    name: str
+    kernel_id: str
+    env: str
+    server_pid: int
+    status: str
+
+
+def process_alive(pid: int, start_ticks: str = "") -> bool:
+    """True when ``pid`` runs on this host (and, if given, started at ``start_ticks``).
+
+    The start time guards against a recycled pid: a new process with the old number does not
+    keep an orphan alive.
+    """
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    if start_ticks:
+        current = process_start_ticks(pid)
+        if current and current != start_ticks:
+            return False
+    return True
+
+
+def _dangling(client: Any) -> list[tuple[DanglingContainer, str]]:
+    host = socket.gethostname()
+    found: list[tuple[DanglingContainer, str]] = []
+    for attrs in client.api.containers(all=True, filters={"label": LABEL_KERNEL_ID}):
+        labels = attrs.get("Labels") or {}
+        # Another host's kernels on a shared engine: their pids mean nothing here.
+        if labels.get(LABEL_SERVER_HOST, host) != host:
+            continue
+        try:
+            pid = int(labels.get(LABEL_SERVER_PID, ""))
+        except ValueError:
+            pid = 0
+        if process_alive(pid, labels.get(LABEL_SERVER_START, "")):
+            continue
+        names = attrs.get("Names") or [""]
+        item = DanglingContainer(
+            id=str(attrs["Id"]),
+            name=str(names[0]).lstrip("/"),
+            kernel_id=labels.get(LABEL_KERNEL_ID, ""),
+            env=labels.get(LABEL_ENV, ""),
+            server_pid=pid,
+            status=str(attrs.get("State") or attrs.get("Status") or ""),
+        )
+        found.append((item, labels.get(LABEL_RUNTIME_DIR, "")))
+    return found
+
+
+def _safe_runtime_dir(path: str) -> Path | None:
+    # A label is data from the engine: only ever delete inside our own runtime root.
+    if not path:
+        return None
+    candidate = Path(path)
+    root = runtime_root()
+    return candidate if candidate.parent == root else None
+
+
+def _reap_runtime_dirs() -> None:
+    root = runtime_root()
+    if not root.is_dir():
+        return
+    for entry in root.iterdir():
+        pid_text = entry.name.split("-", 1)[0]
+        if pid_text.isdigit() and not process_alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def reap_orphans(client: Any = None) -> list[str]:
+    """Remove every orphaned kernel container; return their ids.
+
+    An orphan carries the ``jupyter-envs.kernel-id`` label and its ``jupyter-envs.server-pid``
+    process is not alive on this host. Their private directories go too. Blocking: call it
+    from a thread in an event loop.
+    """
+    own = client is None
+    client = connect() if own else client
+    removed: list[str] = []
+    try:
+        for item, rdir in _dangling(client):
+            remove_container(client, item.id, _safe_runtime_dir(rdir))
+            removed.append(item.id)
+        with contextlib.suppress(OSError):
+            _reap_runtime_dirs()
+    finally:
+        if own:
+            client.close()
+    return removed
+
+
+def gc(client: Any = None, *, remove: bool = False) -> list[DanglingContainer]:
+    """List the dangling kernel containers; with ``remove=True`` also remove them.
+
+    The helper behind ``jupyter envs gc``. Blocking.
+    """
+    own = client is None
+    client = connect() if own else client
+    try:
+        found = _dangling(client)
+        if remove:
+            for item, rdir in found:
+                remove_container(client, item.id, _safe_runtime_dir(rdir))
+            with contextlib.suppress(OSError):
+                _reap_runtime_dirs()
+        return [item for item, _ in found]
+    finally:
+        if own:
+            client.close()

@@ -1,0 +1,145 @@
+"""A Docker environment end to end: spec → image → kernelspec → container kernel → gc.
+
+Real engine, real image build (on the local base image), the kernel started by jupyter_client
+through the ``jupyter-envs-docker`` provisioner named in the kernelspec the manager wrote.
+Skipped with the reason when no engine or base image is here (a failure under
+``JUPYTER_ENVS_REQUIRE_ALL=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+from jupyter_envs import Environment, Resources, Workspace
+from jupyter_envs.cli import main
+from jupyter_envs.kernels import LABEL_KERNEL_ID
+
+BASE = os.environ.get("JUPYTER_ENVS_DEFAULT_BASE_IMAGE") or "jupyter-envs-test/python:bookworm"
+
+
+def _unavailable() -> str | None:
+    try:
+        done = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"no docker client or engine: {exc}"
+    if done.returncode:
+        return f"no Docker engine, or the base image {BASE} is missing (see scripts/docker)"
+    return None
+
+
+_REASON = _unavailable()
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.docker,
+    pytest.mark.skipif(_REASON is not None, reason=str(_REASON)),
+]
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _images(env: str) -> list[str]:
+    return _docker("images", "-q", "--filter", f"label=jupyter-envs.env={env}").split()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_images_left() -> Iterator[None]:
+    """Layers the module's builds made (kept as cache between its tests) go at the end."""
+    before = set(_docker("images", "-aq", "--no-trunc").split())
+    yield
+    for _ in range(5):  # children before parents
+        new = set(_docker("images", "-aq", "--no-trunc").split()) - before
+        if not new:
+            break
+        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, check=False)
+    assert set(_docker("images", "-aq", "--no-trunc").split()) <= before, "images left"
+
+
+@pytest.fixture
+def env_name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A unique env name; every image and kernel container of it is removed afterwards."""
+    monkeypatch.setenv("JUPYTER_ENVS_DEFAULT_BASE_IMAGE", BASE)
+    name = f"de-{uuid.uuid4().hex[:8]}"
+    yield name
+    for image in _images(name):
+        subprocess.run(["docker", "rmi", "-f", "--no-prune", image], capture_output=True)
+    leftover = _docker("ps", "-aq", "--filter", f"label=jupyter-envs.env={name}").split()
+    assert not leftover, f"kernel containers left: {leftover}"
+
+
+def test_docker_env_kernel_runs_in_its_container(
+    workspace: Workspace, env_name: str, tmp_path: Path
+) -> None:
+    env = Environment(
+        env_name,
+        pip=["six==1.17.0"],
+        base_image=BASE,
+        env_vars={"GREETING": "hello"},
+        resources=Resources(cpu=1, memory="512Mi"),
+    )
+    assert env.dockerfile() == env.get_image_details()["ingredients"]["dockerfile"]
+    result = env.build(ws=workspace)
+    assert result.backend == "docker"
+    spec = json.loads((workspace.kernels_dir / result.kernel_name / "kernel.json").read_text())
+    assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "jupyter-envs-docker"
+    assert spec["interrupt_mode"] == "message"
+    assert spec["metadata"]["jupyter_envs"]["spec_hash"] == result.spec_hash
+
+    notebook_dir = tmp_path / "nb"
+    notebook_dir.mkdir()
+    (notebook_dir / "data.txt").write_text("from the host\n")
+    km = KernelManager(kernel_name=result.kernel_name)
+    km.start_kernel(cwd=str(notebook_dir))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        code = (
+            "import os, sys, six\n"
+            "print(sys.prefix, six.__version__, os.environ['GREETING'], os.getcwd())\n"
+            "print(open('data.txt').read().strip())\n"
+        )
+        out: list[str] = []
+        kc.execute_interactive(
+            code,
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", "")),
+        )
+        text = "".join(out)
+        containers = _docker("ps", "-q", "--filter", f"label=jupyter-envs.env={env_name}").split()
+        assert len(containers) == 1
+        host_config = json.loads(_docker("inspect", containers[0]))[0]["HostConfig"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    assert f"/opt/jenv 1.17.0 hello {notebook_dir}" in text
+    assert "from the host" in text
+    assert host_config["Memory"] == 512 * 1024 * 1024
+    assert host_config["NanoCpus"] == 1_000_000_000
+
+
+def test_gc_removes_images_of_removed_envs(
+    workspace: Workspace, env_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = Environment(env_name, pip=["six==1.17.0"], base_image=BASE).build(ws=workspace)
+    assert _images(env_name)
+    # Unregistered behind the builder's back (as when the engine was down during a removal).
+    workspace.delete(env_name)
+    assert main(["gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"would remove image jupyter-envs/{env_name}:{result.spec_hash[:12]}" in out
+    assert _images(env_name)
+    assert main(["gc"]) == 0
+    assert f"removed image jupyter-envs/{env_name}" in capsys.readouterr().out
+    assert not _images(env_name)
+    # Nothing of a kernel is left either.
+    assert not _docker("ps", "-aq", "--filter", f"label={LABEL_KERNEL_ID}").split()
