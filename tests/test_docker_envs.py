@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from jupyter_client.manager import KernelManager
 from jupyter_envs import Environment, Resources, Workspace
 from jupyter_envs.cli import main
 from jupyter_envs.kernels import LABEL_KERNEL_ID
+from tests._lab import JupyterServer, jupyter_server
 
 BASE = os.environ.get("JUPYTER_ENVS_DEFAULT_BASE_IMAGE") or "jupyter-envs-test/python:bookworm"
 
@@ -143,3 +146,37 @@ def test_gc_removes_images_of_removed_envs(
     assert not _images(env_name)
     # Nothing of a kernel is left either.
     assert not _docker("ps", "-aq", "--filter", f"label={LABEL_KERNEL_ID}").split()
+
+
+def _kernel_containers(kernel_id: str) -> list[str]:
+    return _docker("ps", "-aq", "--filter", f"label={LABEL_KERNEL_ID}={kernel_id}").split()
+
+
+def test_orphan_of_a_killed_server_is_reaped_when_a_server_starts(
+    env_name: str, tmp_path: Path
+) -> None:
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    home = tmp_path / "server"
+    first = JupyterServer("lab", root, home)
+    # Built into the server's own store and kernels dir.
+    ws = Workspace(first.data_dir / "jupyter_envs", first.data_dir / "kernels")
+    result = Environment(env_name, pip=["six==1.17.0"], base_image=BASE).build(ws=ws)
+    first.start()
+    try:
+        kernel = first.api("POST", "/api/kernels", {"name": result.kernel_name})
+        deadline = time.monotonic() + 60
+        while not _kernel_containers(kernel["id"]):
+            assert time.monotonic() < deadline, "the kernel's container never appeared"
+            time.sleep(0.2)
+    finally:
+        assert first.proc is not None
+        os.killpg(first.proc.pid, signal.SIGKILL)  # no shutdown: the container is orphaned
+        first.proc.wait()
+        first.proc = None
+    assert _kernel_containers(kernel["id"]), "the container went with the server"
+    with jupyter_server("lab", root, home):
+        deadline = time.monotonic() + 60
+        while _kernel_containers(kernel["id"]):
+            assert time.monotonic() < deadline, "the restarted server did not reap the orphan"
+            time.sleep(0.2)
