@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
+from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
@@ -70,11 +72,23 @@ def bare_start(client: Any, image: str, python: str, workdir: Path) -> float:
         ports=ports,
         volumes={str(workdir): {"bind": "/conn", "mode": "ro"}},
     )
-    kc = km.client()
+    # No manager process to watch and no heartbeat until the kernel is up: wait_for_ready would
+    # call the kernel dead at once. Ask for kernel_info until it answers instead.
+    kc = BlockingKernelClient(connection_file=km.connection_file)
+    kc.load_connection_file()
     kc.start_channels()
     try:
-        kc.wait_for_ready(timeout=60)
-        return time.perf_counter() - t0
+        deadline = t0 + 60
+        while True:
+            kc.kernel_info()
+            try:
+                reply = kc.get_shell_msg(timeout=0.2)
+            except queue.Empty:
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("the bare container's kernel never answered") from None
+                continue
+            if reply["msg_type"] == "kernel_info_reply":  # any of the requests: it is up
+                return time.perf_counter() - t0
     finally:
         kc.stop_channels()
         container.remove(force=True)
