@@ -1,6 +1,9 @@
 """Switching the open notebook to an environment's kernel, from inside the running kernel.
 
-Three paths, tried in order:
+First, under a Jupyter server with the extension, the kernel asks the server to start its
+successor and waits for it to answer (``POST switch/prepare``), during the cell: the switch after
+the cell then only moves the session onto a running kernel, and a kernel that cannot start fails
+the cell while the notebook keeps its working kernel. Then three paths, tried in order:
 
 1. **Comm** (primary): the kernel opens a comm on ``jupyter_envs.switch``; the labextension, in
    the tab whose client sent the running cell, answers ``{"status": "switching"}``, waits for the
@@ -17,12 +20,13 @@ kernel takes with it): widgets and state die with the old kernel, the summary st
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EnvsError, SpecError
+from .errors import ApiError, EnvsError, KernelStartError, SpecError
 from .kernelspec import display_name
 from .serverlink import ServerLink, current_kernel_id
 from .store import VersionRecord
@@ -41,6 +45,9 @@ SWITCH_TARGET = "jupyter_envs.switch"
 # not switch anything: the answer is a shell message, so it waits behind cells queued after this
 # one ("Run all"), and switching from here as well would switch twice.
 ANSWER_TIMEOUT = 10.0
+# How long a kernel waits for the server to start its successor (the server gives up first, after
+# JupyterEnvsApp.kernel_ready_timeout, 60 s by default).
+PREPARE_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -52,16 +59,21 @@ class SwitchTarget:
     spec_hash: str
     kernel_name: str
     display_name: str
+    #: A kernel of ``kernel_name`` the server already started for this notebook's session.
+    new_kernel_id: str | None = None
 
     def message(self) -> dict[str, Any]:
         """The comm payload the labextension reads (and records in the notebook's metadata)."""
-        return {
+        message: dict[str, Any] = {
             "kernel_name": self.kernel_name,
             "display_name": self.display_name,
             "env": self.env,
             "version": self.version,
             "spec_hash": self.spec_hash,
         }
+        if self.new_kernel_id:
+            message["new_kernel_id"] = self.new_kernel_id
+        return message
 
 
 def parse_reference(ref: str) -> tuple[str, int | None]:
@@ -135,7 +147,9 @@ def switch_notebook(
 
     Returns the path taken: ``"comm"`` (a comm was opened; the labextension or the server
     fallback finishes the job after the cell ends) or ``"manual"`` (the user was told what to
-    pick). Never raises for a missing frontend: switching is best effort, the build stands.
+    pick). Never raises for a missing frontend: switching is best effort, the build stands. Raises
+    :class:`KernelStartError` when the server started the new kernel and it did not come up: the
+    notebook stays on its current kernel.
     """
     shell = _kernel_shell()
     if link is None:
@@ -146,11 +160,54 @@ def switch_notebook(
     from IPython.display import display
 
     say(_summary(target, lost_variables(shell.user_ns, shell.user_ns_hidden)))
-    status = display(  # type: ignore[no-untyped-call, unused-ignore]
-        {"text/plain": "Asking JupyterLab to switch the kernel..."}, raw=True, display_id=True
+    first = (
+        f"Starting the kernel of {target.env} v{target.version}..."
+        if link is not None
+        else "Asking JupyterLab to switch the kernel..."
     )
+    status = display(  # type: ignore[no-untyped-call, unused-ignore]
+        {"text/plain": first}, raw=True, display_id=True
+    )
+    target = _prepare(target, link, status, say)
     _Switch(target, link, status).start()
     return "comm"
+
+
+def _prepare(
+    target: SwitchTarget, link: ServerLink | None, status: Any, say: Callable[[str], None]
+) -> SwitchTarget:
+    """Have the server start ``target``'s kernel for this notebook now; wait until it answers.
+
+    Returns the target with the new kernel's id, or unchanged when the server cannot do it
+    (no server link, no session owns this kernel, an older server, turned off): the frontend then
+    starts the kernel itself after the cell.
+    """
+    kernel_id = current_kernel_id() if link is not None else None
+    if link is None or kernel_id is None:
+        return target
+    try:
+        reply = link.request(
+            "POST",
+            "switch/prepare",
+            {"kernel_id": kernel_id, "kernel_name": target.kernel_name},
+            timeout=PREPARE_TIMEOUT,
+        )
+    except ApiError as exc:
+        if exc.reason == KernelStartError.__name__:
+            status.update({"text/plain": "The notebook keeps its current kernel."}, raw=True)
+            raise KernelStartError(
+                f"{target.env} v{target.version} is built, but {exc}; this notebook keeps its "
+                "current kernel"
+            ) from None
+        return target  # the frontend starts the kernel after the cell instead
+    new_kernel = reply.get("new_kernel_id") if isinstance(reply, dict) else None
+    if not isinstance(new_kernel, str) or not new_kernel:
+        return target
+    seconds = reply.get("seconds")
+    took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
+    say(f"The kernel of {target.env} v{target.version} started{took}.")
+    status.update({"text/plain": "Asking JupyterLab to switch the kernel..."}, raw=True)
+    return dataclasses.replace(target, new_kernel_id=new_kernel)
 
 
 def _kernel_shell() -> Any:
@@ -236,11 +293,7 @@ class _Switch:
             self._show("Cannot tell which kernel this is. " + manual_instruction(self.target))
             return
         try:
-            self.link.request(
-                "POST",
-                "switch",
-                {"kernel_id": kernel_id, **self.target.message()},
-            )
+            self.link.request("POST", "switch", {**self.target.message(), "kernel_id": kernel_id})
         except EnvsError as exc:
             self._show(f"The server could not switch: {exc}. " + manual_instruction(self.target))
             return

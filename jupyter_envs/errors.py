@@ -9,7 +9,9 @@ The tree::
     ├── PythonNotFoundError        the requested interpreter is not on this machine
     ├── BuildError                 a build ran and failed (carries the command and log tail)
     │   └── BuildCancelledError    a build was cancelled or interrupted
-    └── StoreError                 the registry on disk is unusable or busy
+    ├── StoreError                 the registry on disk is unusable or busy
+    ├── KernelStartError           an environment's kernel died or did not answer while starting
+    └── ApiError                   the REST API refused a kernel's request (or was unreachable)
 
 Every error reads well when printed: a magic or the CLI prints ``str(error)``, never a traceback.
 """
@@ -19,10 +21,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = [
+    "ApiError",
     "BackendUnavailableError",
     "BuildCancelledError",
     "BuildError",
     "EnvsError",
+    "KernelStartError",
     "NotFoundError",
     "PythonNotFoundError",
     "SpecError",
@@ -145,3 +149,17 @@ class BuildCancelledError(BuildError):
 
 class StoreError(EnvsError):
     """The registry on disk cannot be used (corrupt, unwritable, or locked too long)."""
+
+
+class KernelStartError(EnvsError):
+    """A kernel of a built environment died, or did not answer, while starting."""
+
+
+class ApiError(EnvsError):
+    """The server's jupyter-envs API refused a request (``status`` is the HTTP status, 0 when the
+    server could not be reached)."""
+
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason

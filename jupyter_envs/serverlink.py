@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EnvsError
+from .errors import ApiError
 
 __all__ = ["ServerLink", "current_kernel_id"]
 
@@ -46,7 +46,8 @@ class ServerLink:
     ) -> Any:
         """Call the API; return the decoded JSON body (None when empty).
 
-        A JSON error body ``{message, reason}`` becomes an :class:`EnvsError` with that message.
+        A JSON error body ``{message, reason}`` becomes an :class:`ApiError` with that message and
+        the HTTP status; an unreachable server, an :class:`ApiError` with status 0.
         """
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(  # noqa: S310 - the URL comes from our own server
@@ -59,19 +60,22 @@ class ServerLink:
             with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise EnvsError(_error_message(exc)) from None
+            message, reason = _error_message(exc)
+            raise ApiError(message, exc.code, reason) from None
         except OSError as exc:
-            raise EnvsError(f"cannot reach the jupyter-envs API at {self.url}: {exc}") from None
+            raise ApiError(f"cannot reach the jupyter-envs API at {self.url}: {exc}") from None
         return json.loads(raw) if raw else None
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
+def _error_message(exc: urllib.error.HTTPError) -> tuple[str, str]:
     try:
         payload = json.loads(exc.read() or b"{}")
     except ValueError:
         payload = {}
-    message = payload.get("message") if isinstance(payload, dict) else None
-    return str(message or f"jupyter-envs API answered {exc.code} {exc.reason}")
+    if not isinstance(payload, dict):
+        payload = {}
+    message = payload.get("message") or f"jupyter-envs API answered {exc.code} {exc.reason}"
+    return str(message), str(payload.get("reason") or "")
 
 
 _KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{8,})\.json$")

@@ -57,8 +57,17 @@ def _free_port() -> int:
 class JupyterServer:
     """One running ``jupyter lab`` / ``jupyter notebook`` subprocess."""
 
-    def __init__(self, app: str, root: Path, home: Path, *, labextension: bool = True) -> None:
+    def __init__(
+        self,
+        app: str,
+        root: Path,
+        home: Path,
+        *,
+        labextension: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
+        self.extra_args = extra_args
         self.root = root
         self.token = secrets.token_hex(16)
         self.port = _free_port()
@@ -108,6 +117,7 @@ class JupyterServer:
             "--ServerApp.allow_root=True",
             # Each test's notebooks are throwaway: no "save?" prompts, no workspaces.
             "--LabApp.workspaces_dir=" + str(self.data_dir / "workspaces"),
+            *self.extra_args,
         ]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -179,10 +189,16 @@ def write_notebook(path: Path, sources: list[str]) -> None:
 
 @contextmanager
 def jupyter_server(
-    app: str, root: Path, home: Path, *, labextension: bool = True
+    app: str,
+    root: Path,
+    home: Path,
+    *,
+    labextension: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[JupyterServer]:
-    """A started server; stopped (kernels included) on exit."""
-    server = JupyterServer(app, root, home, labextension=labextension)
+    """A started server (``extra_args``: more command-line options); stopped, kernels included,
+    on exit."""
+    server = JupyterServer(app, root, home, labextension=labextension, extra_args=extra_args)
     try:
         server.start()
         yield server

@@ -137,28 +137,36 @@ def test_no_activate_and_reactivation(kernel: tuple[KernelManager, BlockingKerne
 
 
 class _Recorder(BaseHTTPRequestHandler):
+    """Plays the server extension: records each POST; ``switch/prepare`` answers ``prepare``."""
+
     calls: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
+    prepare: tuple[int, dict[str, Any]] = (201, {})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.calls.put((self.path, self.headers["Authorization"], body))
-        self.send_response(202)
+        code, reply = (
+            self.prepare if self.path.endswith("/switch/prepare") else (202, {"status": "ok"})
+        )
+        self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
-        self.wfile.write(b'{"status": "switching"}')
+        self.wfile.write(json.dumps(reply).encode())
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
-def test_closed_comm_falls_back_to_the_server(
-    kernel: tuple[KernelManager, BlockingKernelClient], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A frontend without the labextension closes the comm: the kernel asks the server."""
+@pytest.fixture
+def recorder(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> Iterator[tuple[KernelManager, BlockingKernelClient]]:
+    """The kernel with a built ``demo`` env and a fake server extension it can reach."""
+    _Recorder.calls = queue.Queue()
     server = HTTPServer(("127.0.0.1", 0), _Recorder)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    km, kc = kernel
+    _, kc = kernel
     try:
         url = f"http://127.0.0.1:{server.server_port}/jupyter-envs/api/"
         # Built before the kernel learns of a server (with one, the server would build).
@@ -169,18 +177,76 @@ def test_closed_comm_falls_back_to_the_server(
             f"import os\nos.environ['JUPYTER_ENVS_API_URL'] = {url!r}\n"
             + "os.environ['JUPYTER_ENVS_API_TOKEN'] = 'scoped-token'\n",
         )
-        messages = _run(kc, "%envs activate demo")
-        comm_id = next(m for m in messages if m["msg_type"] == "comm_open")["content"]["comm_id"]
-        kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": comm_id, "data": {}}))
-        path, auth, body = _Recorder.calls.get(timeout=20)
-        assert path == "/jupyter-envs/api/switch"
-        assert auth == "token scoped-token"
-        assert body["kernel_id"] == km.kernel_id
-        assert body["kernel_name"] == "jenv-demo-v1"
-        assert "within about 10 seconds" in _wait_for_update(kc, "server is switching")
+        yield kernel
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_server_starts_the_new_kernel_during_the_cell(
+    recorder: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    """Under a server, the kernel asks for its successor first and hands its id to the frontend;
+    a frontend without the labextension closes the comm and the server adopts that kernel."""
+    km, kc = recorder
+    _Recorder.prepare = (201, {"status": "ready", "new_kernel_id": "k-new", "seconds": 0.8})
+    messages = _run(kc, "%envs activate demo")
+    path, auth, body = _Recorder.calls.get(timeout=20)
+    assert path == "/jupyter-envs/api/switch/prepare"
+    assert auth == "token scoped-token"
+    assert body == {"kernel_id": km.kernel_id, "kernel_name": "jenv-demo-v1"}
+    assert "The kernel of demo v1 started in 0.8 s." in _text(messages)
+    opened = next(m for m in messages if m["msg_type"] == "comm_open")["content"]
+    assert opened["data"]["new_kernel_id"] == "k-new"
+    kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": opened["comm_id"], "data": {}}))
+    path, auth, body = _Recorder.calls.get(timeout=20)
+    assert path == "/jupyter-envs/api/switch"
+    assert (body["kernel_id"], body["new_kernel_id"]) == (km.kernel_id, "k-new")
+    assert body["kernel_name"] == "jenv-demo-v1"
+    assert "within about 10 seconds" in _wait_for_update(kc, "server is switching")
+
+
+def test_without_a_prepared_kernel_the_switch_goes_by_name(
+    recorder: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    """A server that cannot prepare (no session owns the kernel, an older server, turned off):
+    the comm carries no kernel id and the fallback asks for a new kernel by name."""
+    km, kc = recorder
+    _Recorder.prepare = (404, {"message": "no session uses it", "reason": "NotFoundError"})
+    messages = _run(kc, "%envs activate demo")
+    assert _Recorder.calls.get(timeout=20)[0].endswith("/switch/prepare")
+    assert not [m for m in messages if m["msg_type"] == "error"]
+    opened = next(m for m in messages if m["msg_type"] == "comm_open")["content"]
+    assert "new_kernel_id" not in opened["data"]
+    kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": opened["comm_id"], "data": {}}))
+    path, _, body = _Recorder.calls.get(timeout=20)
+    assert path == "/jupyter-envs/api/switch"
+    assert body["kernel_id"] == km.kernel_id
+    assert "new_kernel_id" not in body
+
+
+def test_a_kernel_that_cannot_start_fails_the_cell_and_nothing_switches(
+    recorder: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    _, kc = recorder
+    _Recorder.prepare = (
+        502,
+        {
+            "message": "the kernel 'jenv-demo-v1' died while starting",
+            "reason": "KernelStartError",
+        },
+    )
+    messages = _run(kc, "%envs activate demo")
+    errors = [m for m in messages if m["msg_type"] == "error"]
+    assert len(errors) == 1
+    text = "\n".join(errors[0]["content"]["traceback"])
+    assert "KernelStartError" in text
+    assert "demo v1 is built, but the kernel 'jenv-demo-v1' died while starting" in text
+    assert "keeps its current kernel" in text
+    assert "Traceback" not in text
+    assert not [m for m in messages if m["msg_type"] == "comm_open"]
+    # The kernel is still this one, and it still works.
+    assert "2" in _text(_run(kc, "print(1 + 1)"))
 
 
 def test_outside_a_kernel_the_user_is_told_what_to_pick() -> None:

@@ -80,12 +80,18 @@ def _switch_and_check(page: Any, server: JupyterServer, timeout_ms: int) -> dict
     outputs = page.evaluate(JS_OUTPUTS)
     assert "Switching this notebook to e2e v1" in outputs
     assert "before" in outputs  # the summary names the variables the old kernel loses
+    # The server started the new kernel during the cell, and the notebook moved onto that one.
+    assert "The kernel of e2e v1 started in" in outputs
+    assert f"kernel {after['kernelId']} (jenv-e2e-v1) ready in" in server.log_path.read_text()
     # Code now runs in the environment, and the old kernel is gone from the server.
     prefix = page.evaluate(JS_EXECUTE, "import sys; print(sys.prefix)").strip()
     assert "/jupyter_envs/envs/e2e/v1-" in prefix, prefix
     assert "'old kernel'" not in page.evaluate(JS_EXECUTE, "print(repr(globals().get('before')))")
-    running = {k["id"] for k in server.api("GET", "/api/kernels")}
-    assert before["kernelId"] not in running
+    # The server shuts the old kernel down right after moving the session (in the background).
+    deadline = time.monotonic() + 30
+    while before["kernelId"] in (running := {k["id"] for k in server.api("GET", "/api/kernels")}):
+        assert time.monotonic() < deadline, "the old kernel is still running"
+        time.sleep(0.1)
     assert after["kernelId"] in running
     return dict(after)
 
@@ -111,13 +117,18 @@ def test_env_cell_switches_the_notebook(
             page.close()
 
 
-def test_without_the_labextension_the_server_switches(browser: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("app", "url_path"), [("lab", "/lab/tree/e2e.ipynb"), ("notebook", "/notebooks/e2e.ipynb")]
+)
+def test_without_the_labextension_the_server_switches(
+    browser: Any, tmp_path: Path, app: str, url_path: str
+) -> None:
     """The frontend closes the unknown comm; the kernel asks the server; the tab follows."""
     root = tmp_path / "notebooks"
     root.mkdir()
     write_notebook(root / "e2e.ipynb", CELLS)
-    with jupyter_server("lab", root, tmp_path / "server", labextension=False) as server:
-        page = _open(browser, server, "/lab/tree/e2e.ipynb")
+    with jupyter_server(app, root, tmp_path / "server", labextension=False) as server:
+        page = _open(browser, server, url_path)
         try:
             assert not page.evaluate(
                 "() => window.jupyterapp.isPluginActivated('jupyter-envs:plugin')"

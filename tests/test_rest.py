@@ -16,6 +16,7 @@ import asyncio
 import functools
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
@@ -428,6 +429,7 @@ ROUTES = [
     ("POST", ("builds", "0123456789abcdef", "cancel")),
     ("GET", ("builds", "0123456789abcdef", "log")),
     ("POST", ("switch",)),
+    ("POST", ("switch", "prepare")),
 ]
 
 
@@ -676,6 +678,206 @@ async def test_switch_to_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> 
         assert "no kernel named 'nope'" in error["message"]
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+async def _session(jp_fetch: Fetch, path: str) -> dict[str, Any]:
+    response = await jp_fetch(
+        "api",
+        "sessions",
+        method="POST",
+        body=json.dumps(
+            {"path": path, "type": "notebook", "name": "", "kernel": {"name": "python3"}}
+        ),
+    )
+    session: dict[str, Any] = json.loads(response.body)
+    return session
+
+
+async def _kernel_ids(jp_fetch: Fetch) -> set[str]:
+    return {k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)}
+
+
+def _envs_app(serverapp: Any) -> JupyterEnvsApp:
+    (app,) = serverapp.extension_manager.extension_apps["jupyter_envs"]
+    assert isinstance(app, JupyterEnvsApp)
+    return app
+
+
+def _kernelspec(kernel_dir: Path, name: str, code: str) -> None:
+    """A kernelspec whose "kernel" runs ``code`` instead of a kernel."""
+    (kernel_dir / name).mkdir(parents=True)
+    spec = {"argv": [sys.executable, "-c", code], "display_name": name, "language": "python"}
+    (kernel_dir / name / "kernel.json").write_text(json.dumps(spec))
+
+
+@on_loop
+async def test_prepare_starts_the_kernel_and_switch_adopts_it(
+    link_env: None, api: Api, jp_fetch: Fetch
+) -> None:
+    _, token = await _exported(api)
+    scoped = {"Authorization": f"token {token}"}
+    session = await _session(jp_fetch, "prep.ipynb")
+    old = session["kernel"]["id"]
+    try:
+        code, ready = await api.call(
+            "POST",
+            "switch",
+            "prepare",
+            body={"kernel_id": old, "kernel_name": "python3"},
+            headers=scoped,
+        )
+        assert code == 201, ready
+        new = ready["new_kernel_id"]
+        assert (ready["status"], ready["kernel_id"], ready["session_id"]) == (
+            "ready",
+            old,
+            session["id"],
+        )
+        assert new != old
+        assert ready["seconds"] > 0
+        assert await _kernel_ids(jp_fetch) == {old, new}
+        # Prepared, not switched: the session keeps its kernel until asked.
+        response = await jp_fetch("api", "sessions", session["id"])
+        assert json.loads(response.body)["kernel"]["id"] == old
+        # Only a kernel prepared for this session can be adopted.
+        code, error = await api.call(
+            "POST",
+            "switch",
+            body={"kernel_id": old, "kernel_name": "python3", "new_kernel_id": "other"},
+            headers=scoped,
+        )
+        assert code == 400
+        assert "was not prepared for this notebook's session" in error["message"]
+        code, reply = await api.call(
+            "POST",
+            "switch",
+            body={"kernel_id": old, "kernel_name": "python3", "new_kernel_id": new},
+            headers=scoped,
+        )
+        assert code == 202, reply
+        assert reply["new_kernel_id"] == new
+        deadline = time.monotonic() + 30
+        while json.loads((await jp_fetch("api", "sessions", session["id"])).body)["kernel"][
+            "id"
+        ] != new or old in await _kernel_ids(jp_fetch):
+            assert time.monotonic() < deadline, "the session did not adopt the prepared kernel"
+            await asyncio.sleep(0.05)
+        assert await _kernel_ids(jp_fetch) == {new}
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@on_loop
+async def test_a_kernel_that_cannot_start_is_502_and_leaves_nothing_running(
+    api: Api, jp_fetch: Fetch, jp_kernel_dir: Path, jp_serverapp: Any
+) -> None:
+    _kernelspec(jp_kernel_dir, "dies", "import sys; sys.exit(3)")
+    _kernelspec(jp_kernel_dir, "mute", "import time; time.sleep(300)")
+    prepared = _envs_app(jp_serverapp).prepared
+    assert prepared is not None
+    prepared.ready_timeout = 3
+    session = await _session(jp_fetch, "broken.ipynb")
+    old = session["kernel"]["id"]
+    try:
+        for name, expected in (
+            ("dies", "the kernel 'dies' died while starting"),
+            ("mute", "the kernel 'mute' did not answer within 3 s"),
+        ):
+            code, error = await api.call(
+                "POST", "switch", "prepare", body={"kernel_id": old, "kernel_name": name}
+            )
+            assert code == 502, error
+            assert error == {"message": error["message"], "reason": "KernelStartError"}
+            assert expected in error["message"]
+            # Shut down again; the notebook keeps its kernel.
+            assert await _kernel_ids(jp_fetch) == {old}
+            response = await jp_fetch("api", "sessions", session["id"])
+            assert json.loads(response.body)["kernel"]["id"] == old
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@on_loop
+async def test_a_prepared_kernel_nobody_adopts_is_shut_down(
+    api: Api, jp_fetch: Fetch, jp_serverapp: Any
+) -> None:
+    prepared = _envs_app(jp_serverapp).prepared
+    assert prepared is not None
+    prepared.adopt_timeout = 1
+    session = await _session(jp_fetch, "orphan.ipynb")
+    old = session["kernel"]["id"]
+    try:
+        code, first = await api.call(
+            "POST", "switch", "prepare", body={"kernel_id": old, "kernel_name": "python3"}
+        )
+        assert code == 201, first
+        # A second request for the same session replaces the first prepared kernel at once.
+        prepared.adopt_timeout = 600
+        code, second = await api.call(
+            "POST", "switch", "prepare", body={"kernel_id": old, "kernel_name": "python3"}
+        )
+        assert code == 201, second
+        assert await _kernel_ids(jp_fetch) == {old, second["new_kernel_id"]}
+        await jp_fetch("api", "kernels", second["new_kernel_id"], method="DELETE")
+        prepared.adopt_timeout = 1
+        code, third = await api.call(
+            "POST", "switch", "prepare", body={"kernel_id": old, "kernel_name": "python3"}
+        )
+        assert code == 201, third
+        deadline = time.monotonic() + 20
+        while third["new_kernel_id"] in await _kernel_ids(jp_fetch):
+            assert time.monotonic() < deadline, "the unadopted kernel is still running"
+            await asyncio.sleep(0.1)
+        assert await _kernel_ids(jp_fetch) == {old}
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "expected"),
+    [
+        ({"kernel_id": "no-such-kernel", "kernel_name": "python3"}, 404, "no session uses"),
+        ({"kernel_id": "k"}, 400, "'kernel_name'"),
+        ({"kernel_id": "", "kernel_name": "python3"}, 400, "'kernel_id'"),
+        ("{", 400, "not valid JSON"),
+    ],
+)
+@on_loop
+async def test_bad_prepare_requests(api: Api, body: object, code: int, expected: str) -> None:
+    status, error = await api.call("POST", "switch", "prepare", body=body)
+    assert status == code
+    assert expected in error["message"]
+
+
+@on_loop
+async def test_prepare_of_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> None:
+    session = await _session(jp_fetch, "unknown.ipynb")
+    try:
+        code, error = await api.call(
+            "POST",
+            "switch",
+            "prepare",
+            body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"},
+        )
+        assert code == 400, error
+        assert "no kernel named 'nope'" in error["message"]
+        assert await _kernel_ids(jp_fetch) == {session["kernel"]["id"]}
+    finally:
+        await jp_fetch("api", "sessions", session["id"], method="DELETE")
+
+
+@on_loop
+async def test_prepare_turned_off_is_409(api: Api, jp_serverapp: Any) -> None:
+    app = _envs_app(jp_serverapp)
+    prepared, app.prepared = app.prepared, None
+    try:
+        code, error = await api.call(
+            "POST", "switch", "prepare", body={"kernel_id": "k", "kernel_name": "python3"}
+        )
+    finally:
+        app.prepared = prepared
+    assert code == 409
+    assert "prepare_kernels is False" in error["message"]
 
 
 @on_loop

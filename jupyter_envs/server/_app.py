@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import IOLoop
-from traitlets import Integer, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Integer, TraitError, Unicode, default, validate
 
 from .._version import __version__
 from ..builders import get_builder
@@ -17,7 +17,7 @@ from ..manager import EnvManager
 from ..store import Workspace, default_kernels_dir, default_root
 from ._builds import BuildQueue
 from ._handlers import default_handlers
-from ._switch import ScopedToken, export_link
+from ._switch import PreparedKernels, ScopedToken, export_link
 
 __all__ = ["JupyterEnvsApp"]
 
@@ -79,6 +79,29 @@ class JupyterEnvsApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    prepare_kernels = Bool(
+        True,
+        help=(
+            "Start the kernel a notebook switches to while the cell that asked for it still runs "
+            "(POST switch/prepare), and switch only once it answers: the switch after the cell is "
+            "then quick, and a kernel that cannot start never replaces a working one. False: the "
+            "frontend starts the new kernel after the cell."
+        ),
+    ).tag(config=True)
+
+    kernel_ready_timeout = Float(
+        60.0,
+        help="Seconds a prepared kernel has to answer before the switch is given up.",
+    ).tag(config=True)
+
+    prepared_kernel_timeout = Float(
+        120.0,
+        help=(
+            "Seconds a prepared kernel waits for its notebook to switch to it (the frontend or "
+            "POST switch) before it is shut down."
+        ),
+    ).tag(config=True)
+
     @default("store_root")
     def _default_store_root(self) -> str:
         return str(default_root())
@@ -92,6 +115,13 @@ class JupyterEnvsApp(ExtensionApp):
         value = int(proposal["value"])
         if value < 1:
             raise TraitError(f"max_concurrent_builds must be at least 1, got {value}")
+        return value
+
+    @validate("kernel_ready_timeout", "prepared_kernel_timeout")
+    def _check_timeouts(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not value > 0:
+            raise TraitError(f"{proposal['trait'].name} must be a positive number of seconds")
         return value
 
     @validate("default_backend")
@@ -115,6 +145,13 @@ class JupyterEnvsApp(ExtensionApp):
         IOLoop.current().add_callback(self._export_link)
         # Containers of kernels whose server died (killed hard) are removed at start.
         IOLoop.current().add_callback(self._reap_orphans)
+        self.prepared: PreparedKernels | None = None
+        if self.prepare_kernels and self.serverapp is not None:
+            self.prepared = PreparedKernels(
+                self.serverapp,
+                ready_timeout=self.kernel_ready_timeout,
+                adopt_timeout=self.prepared_kernel_timeout,
+            )
         self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir))
         self.queue = BuildQueue(
             self.manager, max_concurrent=self.max_concurrent_builds, log=self.log

@@ -20,7 +20,13 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from ..errors import BackendUnavailableError, EnvsError, NotFoundError, SpecError
+from ..errors import (
+    BackendUnavailableError,
+    EnvsError,
+    KernelStartError,
+    NotFoundError,
+    SpecError,
+)
 from ._builds import ConflictError
 from ._logstream import follow
 from ._payloads import environment_json, environments_json, parse_create, version_json
@@ -43,6 +49,7 @@ _STATUS: tuple[tuple[type[EnvsError], int], ...] = (
     (BackendUnavailableError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    (KernelStartError, 502),
 )
 
 
@@ -266,30 +273,82 @@ class BuildLogHandler(EnvsAPIHandler):
         self.finish(set_content_type=content_type)
 
 
+def _switch_fields(body: object, optional: tuple[str, ...] = ()) -> dict[str, str]:
+    """``kernel_id`` and ``kernel_name`` (and the ``optional`` ones given) from a switch body."""
+    if not isinstance(body, dict):
+        raise _bad_request("the body must be a JSON object with kernel_id and kernel_name")
+    fields = {}
+    for field in ("kernel_id", "kernel_name", *optional):
+        value = body.get(field)
+        if field in optional and value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise _bad_request(f"'{field}' must be a non-empty string")
+        fields[field] = value
+    return fields
+
+
+class PrepareSwitchHandler(EnvsAPIHandler):
+    """``POST`` starts the kernel a session is about to switch to, and waits until it answers."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{kernel_id, kernel_name}``; 201 once the new kernel answers.
+
+        A kernel calls this for its successor while its ``%%env`` cell still runs, then hands
+        ``new_kernel_id`` to the frontend (or to ``POST switch``), which only has to move the
+        session onto it. A kernel that cannot start is answered with 502 and shut down: the
+        notebook keeps the kernel it has.
+        """
+        fields = _switch_fields(self.json_body())
+        prepared = self.envs.prepared
+        if prepared is None:
+            raise ConflictError(
+                "this server does not start kernels ahead of a switch "
+                "(JupyterEnvsApp.prepare_kernels is False)"
+            )
+        try:
+            started = await prepared.prepare(fields["kernel_id"], fields["kernel_name"])
+        except LookupError:
+            raise NotFoundError(f"no session uses kernel {fields['kernel_id']}") from None
+        except ValueError as exc:
+            raise _bad_request(str(exc)) from None
+        self.reply(
+            {
+                "status": "ready",
+                "kernel_id": fields["kernel_id"],
+                "kernel_name": fields["kernel_name"],
+                **started,
+            },
+            status=201,
+        )
+
+
 class SwitchHandler(EnvsAPIHandler):
     """``POST`` switches the session that owns a kernel to another kernelspec."""
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        """Body ``{kernel_id, kernel_name}``; 202 with the session, which switches right after.
+        """Body ``{kernel_id, kernel_name[, new_kernel_id]}``; 202 with the session, which
+        switches right after.
 
         Used by a kernel whose frontend has no labextension: the kernel asks for its own
         replacement, and the frontend picks the new kernel up when it next polls its session.
+        With ``new_kernel_id`` (from ``POST switch/prepare``) the session adopts that kernel.
         """
-        body = self.json_body()
-        if not isinstance(body, dict):
-            raise _bad_request("the body must be a JSON object with kernel_id and kernel_name")
-        fields = {}
-        for field in ("kernel_id", "kernel_name"):
-            value = body.get(field)
-            if not isinstance(value, str) or not value:
-                raise _bad_request(f"'{field}' must be a non-empty string")
-            fields[field] = value
+        fields = _switch_fields(self.json_body(), optional=("new_kernel_id",))
         serverapp = self.envs.serverapp
         assert serverapp is not None  # set once the extension is loaded by a server
         try:
-            session = await switch_session(serverapp, fields["kernel_id"], fields["kernel_name"])
+            session = await switch_session(
+                serverapp,
+                fields["kernel_id"],
+                fields["kernel_name"],
+                prepared=self.envs.prepared,
+                new_kernel_id=fields.get("new_kernel_id"),
+            )
         except LookupError:
             raise NotFoundError(f"no session uses kernel {fields['kernel_id']}") from None
         except ValueError as exc:
@@ -301,6 +360,7 @@ class SwitchHandler(EnvsAPIHandler):
                 "path": session["path"],
                 "from_kernel": fields["kernel_id"],
                 "kernel_name": fields["kernel_name"],
+                "new_kernel_id": fields.get("new_kernel_id"),
             },
             status=202,
         )
@@ -321,5 +381,6 @@ def default_handlers(
         (f"builds/{build}/cancel", CancelHandler),
         (f"builds/{build}/log", BuildLogHandler),
         ("switch", SwitchHandler),
+        ("switch/prepare", PrepareSwitchHandler),
     ]
     return [(f"{API_PREFIX}/{path}", handler, {"envs": envs}) for path, handler in routes]

@@ -5,7 +5,11 @@
  * has built an environment and installed a kernelspec for it, it opens a comm
  * on the target `jupyter_envs.switch` with
  *
- *     {kernel_name, display_name, env, version, spec_hash}
+ *     {kernel_name, display_name, env, version, spec_hash[, new_kernel_id]}
+ *
+ * (`new_kernel_id`: a kernel of `kernel_name` the server already started for
+ * this notebook's session and checked to be answering; the switch then only
+ * moves the session onto it.)
  *
  * In the tab whose client sent the cell that opened the comm (and no other),
  * this plugin answers `{status: "switching"}` at once (so the kernel knows a
@@ -22,7 +26,7 @@ import {
 } from '@jupyterlab/application';
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { Kernel, KernelMessage, ServerConnection } from '@jupyterlab/services';
 import { JSONObject, ReadonlyPartialJSONValue } from '@lumino/coreutils';
 
 /** Comm target the kernel side opens to ask for a kernel switch. */
@@ -38,6 +42,7 @@ export interface ISwitchRequest {
   env: string;
   version: number;
   spec_hash: string;
+  new_kernel_id?: string;
 }
 
 /** The replies sent back on the comm. */
@@ -68,6 +73,14 @@ export function parseSwitchRequest(
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
     return 'the comm data needs a version number >= 1';
   }
+  const newKernelId = record['new_kernel_id'];
+  if (
+    newKernelId !== undefined &&
+    newKernelId !== null &&
+    (typeof newKernelId !== 'string' || !newKernelId)
+  ) {
+    return 'the comm data\'s "new_kernel_id", when given, must be a non-empty string';
+  }
   const displayName = record['display_name'];
   const values: ISwitchRequest = {
     kernel_name: record['kernel_name'] as string,
@@ -79,6 +92,9 @@ export function parseSwitchRequest(
     version,
     spec_hash: record['spec_hash'] as string
   };
+  if (typeof newKernelId === 'string') {
+    values.new_kernel_id = newKernelId;
+  }
   return values;
 }
 
@@ -154,6 +170,75 @@ function waitUntilIdle(kernel: Kernel.IKernelConnection): Promise<void> {
     };
     kernel.statusChanged.connect(onChange);
     kernel.disposed.connect(onChange);
+  });
+}
+
+/**
+ * Ask the jupyter-envs server extension to move the session that owns
+ * `fromKernel` onto the prepared kernel `newKernel` (POST switch).
+ *
+ * Unlike PATCHing the session (which waits until the old kernel has shut
+ * down), the server answers at once and shuts the old kernel down after.
+ */
+async function adoptPreparedKernel(
+  settings: ServerConnection.ISettings,
+  fromKernel: string,
+  request: ISwitchRequest & { new_kernel_id: string }
+): Promise<void> {
+  const url = `${settings.baseUrl.replace(/\/?$/, '/')}jupyter-envs/api/switch`;
+  const response = await ServerConnection.makeRequest(
+    url,
+    {
+      method: 'POST',
+      body: JSON.stringify({
+        kernel_id: fromKernel,
+        kernel_name: request.kernel_name,
+        new_kernel_id: request.new_kernel_id
+      })
+    },
+    settings
+  );
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = (await response.json()) as { message?: string };
+      message = body.message ?? message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw new Error(message);
+  }
+}
+
+/**
+ * Resolve when `predicate` holds after a kernel change of the panel (or now);
+ * reject after `timeout` ms.
+ */
+function waitForKernel(
+  panel: NotebookPanel,
+  predicate: (kernel: Kernel.IKernelConnection | null) => boolean,
+  timeout: number
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const context = panel.sessionContext;
+    const current = (): Kernel.IKernelConnection | null =>
+      context.session?.kernel ?? null;
+    if (predicate(current())) {
+      resolve();
+      return;
+    }
+    const onChange = (): void => {
+      if (predicate(current())) {
+        clearTimeout(timer);
+        context.kernelChanged.disconnect(onChange);
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => {
+      context.kernelChanged.disconnect(onChange);
+      reject(new Error('the notebook did not pick up the new kernel'));
+    }, timeout);
+    context.kernelChanged.connect(onChange);
   });
 }
 
@@ -279,7 +364,7 @@ class PanelWatcher {
       if (!(kernel_name in known)) {
         throw new Error(`no kernel named "${kernel_name}" is installed`);
       }
-      await this._panel.sessionContext.changeKernel({ name: kernel_name });
+      await this._changeKernel(kernel, request);
     } catch (error) {
       this._fail(
         comm,
@@ -298,6 +383,47 @@ class PanelWatcher {
       `${this._panel.title.label}: switched to environment ${label} (kernel ${kernel_name})`,
       { autoClose: 5000 }
     );
+  }
+
+  /**
+   * Move the notebook onto the new kernel.
+   *
+   * A kernel the server started ahead (`new_kernel_id`) is already answering:
+   * the server moves the session onto it, and the session list is refreshed
+   * at once so this tab follows. If that does not work out, the session is
+   * PATCHed like JupyterLab's own kernel picker does (by id, or by name).
+   */
+  private async _changeKernel(
+    kernel: Kernel.IKernelConnection,
+    request: ISwitchRequest
+  ): Promise<void> {
+    const context = this._panel.sessionContext;
+    const newKernel = request.new_kernel_id;
+    if (newKernel) {
+      const services = this._app.serviceManager;
+      let adopted = false;
+      try {
+        await adoptPreparedKernel(services.serverSettings, kernel.id, {
+          ...request,
+          new_kernel_id: newKernel
+        });
+        adopted = true;
+        await services.sessions.refreshRunning();
+        await waitForKernel(this._panel, k => k?.id === newKernel, 10000);
+        return;
+      } catch (error) {
+        console.warn(
+          `jupyter-envs: moving the session onto kernel ${newKernel} did not ` +
+            `work out (${errorMessage(error)}); switching through the session`
+        );
+      }
+      if (adopted) {
+        // The server moved the session: make this tab use its kernel now.
+        await context.changeKernel({ id: newKernel, name: request.kernel_name });
+        return;
+      }
+    }
+    await context.changeKernel({ name: request.kernel_name });
   }
 
   private _fail(comm: Kernel.IComm, message: string): void {
