@@ -23,6 +23,7 @@ from .errors import (
     BackendUnavailableError,
     BuildCancelledError,
     BuildError,
+    EnvsError,
     NotFoundError,
     SpecError,
 )
@@ -85,12 +86,31 @@ class EnvManager:
         self.ws = workspace if workspace is not None else Workspace.default()
 
     # -- building ----------------------------------------------------------------------------
-    def _hit(self, env: Environment, spec_hash: str) -> VersionRecord | None:
+    def _hit(
+        self, env: Environment, spec_hash: str, sink: EventSink | None = None
+    ) -> VersionRecord | None:
         record = self.ws.find(env.name, spec_hash)
         if record is None or record.status != "ready" or not record.artifact:
             return None
-        if not Path(record.artifact).exists():
-            return None  # artifact deleted behind our back: rebuild rather than hand out a corpse
+        try:
+            builder = get_builder(record.backend)
+        except EnvsError:
+            builder = None
+        artifact = Path(record.artifact)
+        problem = (
+            builder.artifact_problem(artifact)
+            if builder is not None
+            else (None if artifact.exists() else f"its directory {artifact} is gone")
+        )
+        if problem is not None:
+            # Deleted behind our back: rebuild rather than hand out a kernel that cannot start.
+            if sink is not None:
+                sink(
+                    LogLine(
+                        f"{record.name} v{record.version} cannot be reused ({problem}); rebuilding"
+                    )
+                )
+            return None
         if record.kernel_name and not kernelspec_exists(self.ws.kernels_dir, record.kernel_name):
             self._write_kernelspec(
                 env, record.version, spec_hash, Path(record.artifact), record.python_version or ""
@@ -129,7 +149,7 @@ class EnvManager:
         started = time.perf_counter()
         sink: EventSink = on_event or (lambda _event: None)
         spec_hash = env.spec_hash
-        if not force and (record := self._hit(env, spec_hash)) is not None:
+        if not force and (record := self._hit(env, spec_hash, sink)) is not None:
             return self._hit_result(record, started)
         builder = get_builder(env.backend)
         reason = builder.unavailable_reason()

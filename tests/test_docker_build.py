@@ -202,6 +202,15 @@ def test_build_from_dockerfile_text(workspace: Workspace, name: str) -> None:
         "os.environ['MARK'])",
     )
     assert out == "from-the-dockerfile 1"
+    assert env.build(ws=workspace).cache_hit
+    # The image removed behind our back (docker rmi, a prune): the next build rebuilds it rather
+    # than handing out a kernel that cannot start.
+    _docker("rmi", info["tag"])
+    events = Recorder()
+    again = env.build(ws=workspace, on_event=events)
+    assert not again.cache_hit
+    assert f"its image {info['tag']} is no longer on the Docker engine" in events.text
+    _docker("image", "inspect", info["tag"])
 
 
 def test_failing_step_keeps_the_previous_version(workspace: Workspace, name: str) -> None:

@@ -214,9 +214,29 @@ def test_deleted_artifact_is_rebuilt_not_reused(workspace: Workspace) -> None:
     import shutil
 
     shutil.rmtree(first.artifact)
-    again = fake().build(ws=workspace)
+    events: list[Event] = []
+    again = fake().build(ws=workspace, on_event=events.append)
     assert not again.cache_hit
     assert Path(again.artifact).exists()
+    lines = [e.text for e in events if isinstance(e, LogLine)]
+    assert f"demo v1 cannot be reused (its directory {first.artifact} is gone); rebuilding" in lines
+    # Same spec, same version number: the rebuilt artifact replaces the lost one.
+    assert again.version == first.version
+    assert fake().build(ws=workspace).cache_hit
+
+
+def test_a_venv_without_its_interpreter_cannot_be_reused(tmp_path: Path) -> None:
+    from jupyter_envs.builders.uv import UvBuilder
+
+    venv = tmp_path / "v1"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    assert UvBuilder().artifact_problem(venv) == f"its interpreter {python} is gone"
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    assert UvBuilder().artifact_problem(venv) is None
+    assert UvBuilder().artifact_problem(tmp_path / "nope") == (
+        f"its directory {tmp_path / 'nope'} is gone"
+    )
 
 
 def test_missing_kernelspec_is_restored_on_hit(workspace: Workspace) -> None:

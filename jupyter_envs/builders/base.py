@@ -83,6 +83,16 @@ class Builder(ABC):
         """
         return {"argv": self.kernel_argv(artifact)}
 
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """Why a registered artifact can no longer be used (deleted behind our back), or None.
+
+        Called on every cache hit, so it must be cheap: no subprocess. When it answers, the
+        manager rebuilds instead of handing out a version that cannot start.
+        """
+        if not artifact.is_dir():
+            return f"its directory {artifact} is gone"
+        return None
+
     def remove(self, artifact: Path) -> None:
         """Delete an artifact; called when a version is removed."""
         shutil.rmtree(artifact, ignore_errors=True)

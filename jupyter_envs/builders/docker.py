@@ -447,6 +447,36 @@ class DockerBuilder(Builder):
             env_vars=dict(env.env_vars),
         )
 
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """The image must still be on the engine (``docker rmi``, ``docker system prune``).
+
+        One API call over the engine's socket. Without an engine the image cannot be checked
+        (nor rebuilt): the version counts as usable and its kernel reports the engine's absence.
+        """
+        problem = super().artifact_problem(artifact)
+        if problem is not None:
+            return problem
+        try:
+            info = read_image_json(artifact)
+        except BuildError as exc:
+            return str(exc)
+        _reason, client = _connect(_PING_TIMEOUT)
+        if client is None:
+            return None
+        import docker.errors
+
+        try:
+            image = client.images.get(info["tag"])
+        except docker.errors.ImageNotFound:
+            return f"its image {info['tag']} is no longer on the Docker engine"
+        except docker.errors.APIError:
+            return None
+        finally:
+            client.close()
+        if info.get("image_id") and image.id != info["image_id"]:
+            return f"its tag {info['tag']} now names another image ({image.short_id})"
+        return None
+
     def remove(self, artifact: Path) -> None:
         """Remove the version's image tag (kept while another version uses the same image)."""
         try:

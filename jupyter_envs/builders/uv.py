@@ -76,6 +76,13 @@ class UvBuilder(Builder):
             "{connection_file}",
         ]
 
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """The venv's directory and its interpreter must still be there."""
+        problem = super().artifact_problem(artifact)
+        if problem is None and not (artifact / "bin" / "python").exists():
+            return f"its interpreter {artifact / 'bin' / 'python'} is gone"
+        return problem
+
     def _uv_env(self) -> tuple[dict[str, str], dict[str, str]]:
         env = dict(os.environ)
         # A kernel started inside another venv must not make uv install into that one.
