@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from . import curated
+from ._procs import processes_running_from
 from .builders import BuildOutput, BuildRequest, CancelToken, get_builder
 from .conda import CondaDependencies
 from .errors import (
@@ -221,7 +222,19 @@ class EnvManager:
                 ) from exc
             raise
         if previous is not None and previous.artifact and previous.artifact != str(artifact):
-            builder.remove(Path(previous.artifact))  # a forced rebuild replaced it
+            # A forced rebuild replaced it: delete it, unless a kernel still runs from it (then a
+            # later build of this name sweeps it once that kernel has stopped).
+            users = builder.artifact_users(Path(previous.artifact))
+            if users:
+                pids = ", ".join(str(pid) for pid in users)
+                sink(
+                    LogLine(
+                        f"The replaced build {previous.artifact} is kept while its kernel runs "
+                        f"(pid {pids}); a later build of '{env.name}' removes it"
+                    )
+                )
+            else:
+                builder.remove(Path(previous.artifact))
         self.ws.finish_build(build_id, "succeeded", version=version)
         sink(Progress("done", 1.0, f"{env.name} v{version} is ready"))
         return BuildResult(
@@ -312,8 +325,11 @@ class EnvManager:
         versions = self.ws.versions(name)
         known = {v.artifact for v in versions}
         for child in env_dir.iterdir():
-            if str(child) not in known:
-                shutil.rmtree(child, ignore_errors=True)
+            if str(child) in known:
+                continue
+            if not child.name.startswith(".") and processes_running_from(child):
+                continue  # replaced by a forced rebuild, but a kernel still runs from it
+            shutil.rmtree(child, ignore_errors=True)
         # A kernelspec written just before a kill, whose version never committed.
         registered = {v.kernel_name for v in versions}
         numbers = [v.version for v in versions]

@@ -76,6 +76,36 @@ def test_force_rebuild_replaces_artifact_in_place(workspace: Workspace) -> None:
     assert Path(forced.artifact).exists()
 
 
+def test_force_rebuild_keeps_an_artifact_a_kernel_runs_from(workspace: Workspace) -> None:
+    """Deleting a venv under a running kernel breaks its next import: it stays until the kernel
+    has stopped, and a later build of the name removes it."""
+    first = fake().build(ws=workspace)
+    program = Path(first.artifact) / "bin" / "python"
+    program.parent.mkdir()
+    program.symlink_to(sys.executable)
+    kernel = subprocess.Popen([str(program), "-c", "import time; time.sleep(60)"])
+    try:
+        events: list[Event] = []
+        forced = fake().build(ws=workspace, force=True, on_event=events.append)
+        assert forced.artifact != first.artifact
+        assert Path(first.artifact).is_dir()
+        lines = [e.text for e in events if isinstance(e, LogLine)]
+        assert any(
+            line.startswith(f"The replaced build {first.artifact} is kept while its kernel runs")
+            and f"pid {kernel.pid}" in line
+            for line in lines
+        ), lines
+        # Still in use: a build of the name leaves it alone.
+        fake("demo", "requests").build(ws=workspace)
+        assert Path(first.artifact).is_dir()
+    finally:
+        kernel.kill()
+        kernel.wait()
+    fake("demo", "tomli").build(ws=workspace)
+    assert not Path(first.artifact).exists()
+    assert Path(forced.artifact).is_dir()
+
+
 def test_register_without_building_then_build_promotes(workspace: Workspace) -> None:
     registered = fake().register(ws=workspace)
     assert registered.version == 1

@@ -93,6 +93,17 @@ class Builder(ABC):
             return f"its directory {artifact} is gone"
         return None
 
+    def artifact_users(self, artifact: Path) -> list[int]:
+        """Pids of running processes (kernels) that run from ``artifact``.
+
+        An artifact in use is not deleted when a forced rebuild replaces it: deleting a venv
+        under a running kernel breaks its next import. Builders whose kernels do not run from
+        the artifact directory (Docker: the engine refuses to remove an image in use) find none.
+        """
+        from .._procs import processes_running_from
+
+        return processes_running_from(artifact)
+
     def remove(self, artifact: Path) -> None:
         """Delete an artifact; called when a version is removed."""
         shutil.rmtree(artifact, ignore_errors=True)
