@@ -12,10 +12,12 @@ from ._version import __version__
 from .builders import Builder, CancelToken
 from .conda import CondaDependencies
 from .errors import (
+    ApiError,
     BackendUnavailableError,
     BuildCancelledError,
     BuildError,
     EnvsError,
+    KernelStartError,
     NotFoundError,
     PythonNotFoundError,
     SpecError,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
 __all__ = [
+    "ApiError",
     "BackendUnavailableError",
     "BuildCancelledError",
     "BuildError",
@@ -41,6 +44,7 @@ __all__ = [
     "EnvManager",
     "Environment",
     "EnvsError",
+    "KernelStartError",
     "LogLine",
     "NotFoundError",
     "Progress",
