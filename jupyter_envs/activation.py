@@ -199,9 +199,10 @@ def _prepare(
                 f"{target.env} v{target.version} is built, but {exc}; this notebook keeps its "
                 "current kernel"
             ) from None
-        return target  # the frontend starts the kernel after the cell instead
+        reply = None  # the frontend starts the kernel after the cell instead
     new_kernel = reply.get("new_kernel_id") if isinstance(reply, dict) else None
     if not isinstance(new_kernel, str) or not new_kernel:
+        status.update({"text/plain": "Asking JupyterLab to switch the kernel..."}, raw=True)
         return target
     seconds = reply.get("seconds")
     took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""

@@ -458,9 +458,17 @@ _managers: dict[str, EnvManager] = {}
 
 
 def get_manager(ws: Workspace | None = None) -> EnvManager:
-    """The manager for ``ws``; the default local workspace (cached per location) when None."""
+    """The manager for ``ws``; the default local workspace (cached per location) when None.
+
+    Refused in a container kernel (see :func:`~jupyter_envs.serverlink.container_kernel_problem`).
+    """
     if ws is not None:
         return EnvManager(ws)
+    from .serverlink import container_kernel_problem
+
+    problem = container_kernel_problem()
+    if problem is not None:
+        raise EnvsError(problem)
     key = str(default_root())
     manager = _managers.get(key)
     if manager is None:

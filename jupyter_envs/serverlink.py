@@ -18,10 +18,31 @@ from typing import Any
 
 from .errors import ApiError
 
-__all__ = ["ServerLink", "current_kernel_id"]
+__all__ = ["ServerLink", "container_kernel_problem", "current_kernel_id"]
 
 API_URL_VAR = "JUPYTER_ENVS_API_URL"
 API_TOKEN_VAR = "JUPYTER_ENVS_API_TOKEN"  # noqa: S105 - a variable name, not a secret
+#: Set by the container launcher in a container kernel's environment (value: the env's name).
+CONTAINER_VAR = "JUPYTER_ENVS_CONTAINER"
+
+
+def container_kernel_problem(environ: dict[str, str] | None = None) -> str | None:
+    """Why this process cannot build or switch environments: it is a container kernel.
+
+    Such a kernel has no way to the server's API yet (the server listens on the host's loopback),
+    and a store of its own would stay inside the container, where no Jupyter server sees its
+    kernels. None outside container kernels.
+    """
+    env = os.environ if environ is None else environ
+    name = env.get(CONTAINER_VAR)
+    if not name or ServerLink.from_environment(dict(env)) is not None:
+        return None
+    return (
+        f"this kernel runs in a Docker container (environment '{name}'), where environments "
+        "cannot be built or registered: what it built would stay inside the container, unseen "
+        "by Jupyter. Run %%env / %envs in a notebook on a host kernel, or `jupyter envs` on the "
+        "host"
+    )
 
 
 @dataclass(frozen=True)

@@ -267,3 +267,28 @@ def test_references_and_lost_variables() -> None:
             parse_reference(bad)
     ns = {"df": 1, "_x": 2, "In": [], "hidden": 3, "model": 4}
     assert lost_variables(ns, {"hidden": 3}) == ["df", "model"]
+
+
+def test_container_kernels_refuse_to_build_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_envs import Environment
+    from jupyter_envs.errors import EnvsError
+    from jupyter_envs.manager import get_manager
+    from jupyter_envs.serverlink import CONTAINER_VAR, container_kernel_problem
+
+    assert container_kernel_problem({}) is None
+    monkeypatch.setenv(CONTAINER_VAR, "nlp")
+    monkeypatch.delenv("JUPYTER_ENVS_API_URL", raising=False)
+    problem = container_kernel_problem()
+    assert problem is not None
+    assert "runs in a Docker container (environment 'nlp')" in problem
+    with pytest.raises(EnvsError, match="runs in a Docker container"):
+        get_manager()
+    with pytest.raises(EnvsError, match="runs in a Docker container"):
+        Environment("x", pip=["six"], backend="fake").build()
+    # With a way to the server's API (a later version may give one), nothing is refused.
+    linked = {
+        CONTAINER_VAR: "nlp",
+        "JUPYTER_ENVS_API_URL": "http://h/",
+        "JUPYTER_ENVS_API_TOKEN": "t",
+    }
+    assert container_kernel_problem(linked) is None

@@ -118,6 +118,19 @@ def test_docker_env_kernel_runs_in_its_container(
             output_hook=lambda m: out.append(m["content"].get("text", "")),
         )
         text = "".join(out)
+        # Building from inside the container is refused with the reason (and the kernel lives).
+        errors: list[str] = []
+        kc.execute_interactive(
+            "%load_ext jupyter_envs\n",
+            timeout=60,
+            output_hook=lambda m: errors.extend(m["content"].get("traceback", [])),
+        )
+        kc.execute_interactive(
+            "%%env other\nsix\n",
+            timeout=60,
+            output_hook=lambda m: errors.extend(m["content"].get("traceback", [])),
+        )
+        refusal = "\n".join(errors)
         containers = _docker("ps", "-q", "--filter", f"label=jupyter-envs.env={env_name}").split()
         assert len(containers) == 1
         host_config = json.loads(_docker("inspect", containers[0]))[0]["HostConfig"]
@@ -126,6 +139,8 @@ def test_docker_env_kernel_runs_in_its_container(
         km.shutdown_kernel(now=False)
     assert f"/opt/jenv 1.17.0 hello {notebook_dir}" in text
     assert "from the host" in text
+    assert f"this kernel runs in a Docker container (environment '{env_name}')" in refusal
+    assert "Traceback" not in refusal
     assert host_config["Memory"] == 512 * 1024 * 1024
     assert host_config["NanoCpus"] == 1_000_000_000
 

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, EnvsError
+from ..serverlink import CONTAINER_VAR
 from . import (
     LABEL_ENV,
     LABEL_KERNEL_ID,
@@ -212,6 +213,8 @@ def _container_env(
         if k not in _NEVER_PASS and (k in _PASS_NAMES or k.startswith(_PASS_PREFIXES))
     }
     env.update(settings.env_vars)
+    # Tells jupyter_envs in the kernel that it runs in a container (its magics refuse to build).
+    env[CONTAINER_VAR] = settings.env or "unknown"
     user = environ.get("USER") or environ.get("LOGNAME") or _user_name()
     # No passwd entry exists for the host uid in the image: getpass.getuser() reads these.
     env.update({"HOME": home, "USER": user, "LOGNAME": user})
