@@ -466,7 +466,7 @@ def get_manager(ws: Workspace | None = None) -> EnvManager:
         return EnvManager(ws)
     from .serverlink import container_kernel_problem
 
-    problem = container_kernel_problem()
+    problem = container_kernel_problem(registry=True)
     if problem is not None:
         raise EnvsError(problem)
     key = str(default_root())

@@ -21,7 +21,7 @@ from typing import Any
 from .errors import BuildCancelledError, BuildError, EnvsError
 from .events import Event, LogLine, Progress
 from .manager import BuildResult, get_manager
-from .serverlink import ServerLink
+from .serverlink import ServerLink, container_kernel_problem
 from .spec import Environment
 
 __all__ = ["RemoteBuilds", "build"]
@@ -33,6 +33,9 @@ def build(
     """Build ``env`` in the server when this kernel has one, else in this process."""
     link = ServerLink.from_environment()
     if link is None:
+        problem = container_kernel_problem()
+        if problem is not None:
+            raise EnvsError(problem)
         return get_manager().build(env, force=force, on_event=on_event)
     return RemoteBuilds(link).build(env, force=force, on_event=on_event)
 
@@ -88,7 +91,7 @@ class RemoteBuilds:
             headers={"Authorization": f"token {self.link.token}", "Accept": "text/event-stream"},
         )
         try:
-            resp = urllib.request.urlopen(req, timeout=3600)  # noqa: S310
+            resp = self.link.open(req, timeout=3600)
         except (urllib.error.URLError, OSError) as exc:
             raise EnvsError(f"cannot follow build {build_id}: {exc}") from None
         with resp:

@@ -4,21 +4,29 @@ The server extension puts two variables in the environment every kernel it start
 ``JUPYTER_ENVS_API_URL`` (the API root, ending in ``/``) and ``JUPYTER_ENVS_API_TOKEN`` (a token
 that the extension accepts for its own routes only; never the server's token). Without them the
 kernel is not under such a server and front-ends fall back to the in-process manager.
+
+A container kernel cannot reach the server's loopback address: the server also serves the API on a
+Unix socket (``JUPYTER_ENVS_API_SOCKET``), the container launcher mounts it into the container and
+hands the kernel an ``http+unix://<percent-encoded socket path>/<api path>`` URL, which
+:class:`ServerLink` speaks as well.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from .errors import ApiError
 
-__all__ = ["ServerLink", "container_kernel_problem", "current_kernel_id"]
+__all__ = ["ServerLink", "container_kernel_problem", "current_kernel_id", "unix_socket_url"]
 
 API_URL_VAR = "JUPYTER_ENVS_API_URL"
 API_TOKEN_VAR = "JUPYTER_ENVS_API_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -26,23 +34,80 @@ API_TOKEN_VAR = "JUPYTER_ENVS_API_TOKEN"  # noqa: S105 - a variable name, not a 
 CONTAINER_VAR = "JUPYTER_ENVS_CONTAINER"
 
 
-def container_kernel_problem(environ: dict[str, str] | None = None) -> str | None:
-    """Why this process cannot build or switch environments: it is a container kernel.
+def container_kernel_problem(
+    environ: dict[str, str] | None = None, *, registry: bool = False
+) -> str | None:
+    """Why this process cannot build (or, with ``registry``, read the registry): it is a
+    container kernel. None outside container kernels.
 
-    Such a kernel has no way to the server's API yet (the server listens on the host's loopback),
-    and a store of its own would stay inside the container, where no Jupyter server sees its
-    kernels. None outside container kernels.
+    A container kernel builds through the server when the launcher gave it the server's API
+    socket; without it, a store of its own would stay inside the container, where no Jupyter
+    server sees its kernels. The registry itself is always on the host.
     """
     env = os.environ if environ is None else environ
     name = env.get(CONTAINER_VAR)
-    if not name or ServerLink.from_environment(dict(env)) is not None:
+    if not name:
+        return None
+    where = f"this kernel runs in a Docker container (environment '{name}')"
+    linked = ServerLink.from_environment(dict(env)) is not None
+    if registry:
+        also = "; %%env and Environment.build() work here" if linked else ""
+        return (
+            f"{where}, and the registry is on the host: run %envs in a notebook on a host "
+            f"kernel, or `jupyter envs` on the host{also}"
+        )
+    if linked:
         return None
     return (
-        f"this kernel runs in a Docker container (environment '{name}'), where environments "
-        "cannot be built or registered: what it built would stay inside the container, unseen "
-        "by Jupyter. Run %%env / %envs in a notebook on a host kernel, or `jupyter envs` on the "
-        "host"
+        f"{where} that has no way to its Jupyter server (started without the jupyter_envs server "
+        "extension, or by an older version): what it built would stay inside the container, unseen "
+        "by Jupyter. Run %%env in a notebook on a host kernel, or `jupyter envs` on the host"
     )
+
+
+#: The server's Unix socket serving the same API (set by the server; read by the launcher).
+API_SOCKET_VAR = "JUPYTER_ENVS_API_SOCKET"
+UNIX_SCHEME = "http+unix"
+
+
+def unix_socket_url(socket_path: str, api_url: str) -> str:
+    """The ``http+unix://`` URL of the API at ``api_url``'s path, served on ``socket_path``."""
+    path = urllib.parse.urlsplit(api_url).path or "/jupyter-envs/api/"
+    return f"{UNIX_SCHEME}://{urllib.parse.quote(socket_path, safe='')}{path}"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket; ``host`` is the percent-encoded socket path."""
+
+    def __init__(self, host: str, timeout: float | None = None, **_: Any) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = urllib.parse.unquote(host)
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._socket_path)
+        self.sock = sock
+
+
+class _UnixHandler(urllib.request.AbstractHTTPHandler):
+    def unix_request(self, req: urllib.request.Request) -> urllib.request.Request:
+        # The URL's "host" is the encoded socket path: not a Host header a server accepts.
+        req.add_unredirected_header("Host", "localhost")
+        return self.do_request_(req)
+
+    def unix_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_UnixConnection, req)
+
+
+# urllib finds a scheme's handler methods by name: "<scheme>_open", "<scheme>_request" and
+# "<scheme>_response" (the last turns 4xx/5xx into HTTPError, as for http).
+setattr(_UnixHandler, f"{UNIX_SCHEME}_open", _UnixHandler.unix_open)
+setattr(_UnixHandler, f"{UNIX_SCHEME}_request", _UnixHandler.unix_request)
+setattr(_UnixHandler, f"{UNIX_SCHEME}_response", urllib.request.HTTPErrorProcessor.http_response)
+
+# The API is always this machine's: never through a proxy from the environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _UnixHandler)
 
 
 @dataclass(frozen=True)
@@ -62,6 +127,11 @@ class ServerLink:
             return None
         return cls(url if url.endswith("/") else url + "/", token)
 
+    @staticmethod
+    def open(req: urllib.request.Request, timeout: float) -> IO[bytes]:
+        """Open ``req`` (``http``, ``https`` or ``http+unix``), bypassing proxies."""
+        return _OPENER.open(req, timeout=timeout)  # type: ignore[no-any-return]
+
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0
     ) -> Any:
@@ -78,7 +148,7 @@ class ServerLink:
             headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            with self.open(req, timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             message, reason = _error_message(exc)

@@ -292,3 +292,48 @@ def test_container_kernels_refuse_to_build_with_the_reason(monkeypatch: pytest.M
         "JUPYTER_ENVS_API_TOKEN": "t",
     }
     assert container_kernel_problem(linked) is None
+
+
+def test_server_link_speaks_http_over_a_unix_socket(tmp_path: Path) -> None:
+    """What a container kernel uses: the server's API socket mounted into the container."""
+    import socketserver
+
+    from jupyter_envs.errors import ApiError
+    from jupyter_envs.serverlink import ServerLink, unix_socket_url
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        daemon_threads = True
+
+    class Handler(_Recorder):
+        def address_string(self) -> str:  # a Unix socket peer has no (host, port)
+            return "unix"
+
+    _Recorder.calls = queue.Queue()
+    _Recorder.prepare = (502, {"message": "it died", "reason": "KernelStartError"})
+    path = tmp_path / "api.sock"
+    server = Server(str(path), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = unix_socket_url(str(path), "http://127.0.0.1:8888/base/jupyter-envs/api/")
+        assert url == f"http+unix://{str(path).replace('/', '%2F')}/base/jupyter-envs/api/"
+        link = ServerLink(url, "tok")
+        assert link.request("POST", "switch", {"kernel_id": "k"}) == {"status": "ok"}
+        assert _Recorder.calls.get(timeout=5) == (
+            "/base/jupyter-envs/api/switch",
+            "token tok",
+            {"kernel_id": "k"},
+        )
+        with pytest.raises(ApiError) as info:
+            link.request("POST", "switch/prepare", {"kernel_id": "k"})
+        assert (info.value.status, info.value.reason, str(info.value)) == (
+            502,
+            "KernelStartError",
+            "it died",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(ApiError, match="cannot reach the jupyter-envs API") as gone:
+        ServerLink(url, "tok").request("POST", "switch", {})
+    assert gone.value.status == 0

@@ -35,11 +35,17 @@ from traitlets.config import Config
 import jupyter_envs
 from jupyter_envs import EnvManager, builders
 from jupyter_envs.builders import BuildOutput, BuildRequest, FakeBuilder
-from jupyter_envs.errors import BuildCancelledError, BuildError
+from jupyter_envs.errors import ApiError, BuildCancelledError, BuildError
 from jupyter_envs.events import Event, LogLine, Progress
 from jupyter_envs.remote import RemoteBuilds
 from jupyter_envs.server import JupyterEnvsApp
-from jupyter_envs.serverlink import API_TOKEN_VAR, API_URL_VAR, ServerLink
+from jupyter_envs.serverlink import (
+    API_SOCKET_VAR,
+    API_TOKEN_VAR,
+    API_URL_VAR,
+    ServerLink,
+    unix_socket_url,
+)
 from jupyter_envs.spec import Environment
 
 P = ParamSpec("P")
@@ -565,6 +571,7 @@ def link_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in (
         API_URL_VAR,
         API_TOKEN_VAR,
+        API_SOCKET_VAR,
         "JUPYTER_ENVS_STORE",
         "JUPYTER_ENVS_KERNELS_DIR",
         "JUPYTER_ENVS_DEFAULT_BASE_IMAGE",
@@ -601,6 +608,26 @@ async def test_kernels_get_a_token_scoped_to_this_api(
     code, _ = await api.call("GET", "environments", headers={"Authorization": "token wrong"})
     assert code in (401, 403)
     await api.finished(build[1]["id"])
+
+
+@on_loop
+async def test_container_kernels_reach_the_api_on_a_unix_socket(link_env: None, api: Api) -> None:
+    """The same routes on a 0600 Unix socket (mounted into container kernels), same auth."""
+    url, token = await _exported(api)
+    path = Path(os.environ[API_SOCKET_VAR])
+    assert path.is_socket()
+    assert path.stat().st_mode & 0o777 == 0o600
+    link = ServerLink(unix_socket_url(str(path), url), token)
+    assert await asyncio.to_thread(link.request, "GET", "environments") == []
+    build = await asyncio.to_thread(link.request, "POST", "environments", fake("viasocket"))
+    assert (await api.finished(build["id"]))["status"] == "succeeded"
+    for bad in (
+        ServerLink(link.url, "wrong"),
+        ServerLink(link.url.replace("/api/", "/nope/"), token),
+    ):
+        with pytest.raises(ApiError) as info:
+            await asyncio.to_thread(bad.request, "GET", "environments")
+        assert info.value.status in (403, 404)
 
 
 @on_loop

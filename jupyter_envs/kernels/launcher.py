@@ -47,7 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendUnavailableError, EnvsError
-from ..serverlink import CONTAINER_VAR
+from ..serverlink import (
+    API_SOCKET_VAR,
+    API_TOKEN_VAR,
+    API_URL_VAR,
+    CONTAINER_VAR,
+    unix_socket_url,
+)
 from . import (
     LABEL_ENV,
     LABEL_KERNEL_ID,
@@ -96,6 +102,19 @@ _SHIM = (
     'exec "$@"\n'
 )
 _API_TIMEOUT = 60
+# Where the server's API socket appears in the container.
+CONTAINER_API_SOCKET = "/run/jupyter-envs-api.sock"
+
+
+def _server_link(environ: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """(host socket path, URL for the kernel, token) when the launching server has an API
+    socket; None otherwise (the kernel then refuses to build, saying why)."""
+    sock = environ.get(API_SOCKET_VAR, "")
+    url = environ.get(API_URL_VAR, "")
+    token = environ.get(API_TOKEN_VAR, "")
+    if not (sock and url and token) or not os.path.exists(sock):
+        return None
+    return sock, unix_socket_url(CONTAINER_API_SOCKET, url), token
 
 
 @dataclass(frozen=True)
@@ -290,6 +309,10 @@ def start_kernel_container(
     if cwd == "/" or not os.path.isdir(cwd):
         raise KernelLaunchError(f"cannot use '{cwd}' as the kernel's directory in a container")
     secrets = read_secrets(settings.secrets, environ)
+    link = _server_link(environ)
+    if link is not None:
+        # Like a secret: in the kernel's environment only, never in the container's config.
+        secrets[API_TOKEN_VAR] = link[2]
     python = _image_python(client, settings.image, settings.env)
     if settings.gpu is not None:
         _check_gpu_runtime(client)
@@ -311,11 +334,16 @@ def start_kernel_container(
 
         ports = [int(connection_info[name]) for name in PORT_NAMES]
         uid, gid = os.getuid(), os.getgid()
+        binds = {
+            cwd: {"bind": cwd, "mode": "rw"},
+            str(rdir): {"bind": CONTAINER_DIR, "mode": "rw"},
+        }
+        environment = _container_env(settings, environ, f"{CONTAINER_DIR}/home")
+        if link is not None:
+            binds[link[0]] = {"bind": CONTAINER_API_SOCKET, "mode": "rw"}
+            environment[API_URL_VAR] = link[1]
         host_config = client.api.create_host_config(
-            binds={
-                cwd: {"bind": cwd, "mode": "rw"},
-                str(rdir): {"bind": CONTAINER_DIR, "mode": "rw"},
-            },
+            binds=binds,
             port_bindings={port: ("127.0.0.1", port) for port in ports},
             init=True,
             group_add=[str(g) for g in os.getgroups() if g != gid] or None,
@@ -346,7 +374,7 @@ def start_kernel_container(
                 command=command,
                 name=name,
                 user=f"{uid}:{gid}",
-                environment=_container_env(settings, environ, f"{CONTAINER_DIR}/home"),
+                environment=environment,
                 working_dir=cwd,
                 labels=labels,
                 ports=ports,

@@ -177,12 +177,34 @@ class JupyterEnvsApp(ExtensionApp):
     def _export_link(self) -> None:
         if self.serverapp is None:
             return
+        self._serve_unix_socket()
         # Kernels read the same store as this server (``%envs list`` and friends read it).
         os.environ["JUPYTER_ENVS_STORE"] = str(self.manager.ws.root)
         os.environ["JUPYTER_ENVS_KERNELS_DIR"] = str(self.manager.ws.kernels_dir)
         url = export_link(self.serverapp, self.scoped_token)
         if url:
             self.log.info("jupyter-envs: kernels reach the API at %s (scoped token)", url)
+
+    def _serve_unix_socket(self) -> None:
+        """The API on a Unix socket too, for container kernels (the launcher mounts it)."""
+        from ..serverlink import API_SOCKET_VAR
+        from ._unixsocket import UnixSocketAPI
+
+        assert self.serverapp is not None
+        try:
+            self.unix_api: UnixSocketAPI | None = UnixSocketAPI(
+                self.serverapp, default_handlers(self)
+            )
+        except OSError as exc:
+            self.unix_api = None
+            self.log.warning(
+                "jupyter-envs: no Unix socket for container kernels (%s): %%env in a container "
+                "kernel will not reach this server",
+                exc,
+            )
+            return
+        os.environ[API_SOCKET_VAR] = str(self.unix_api.path)
+        self.log.info("jupyter-envs: container kernels reach the API at %s", self.unix_api.path)
 
     def initialize_handlers(self) -> None:
         """Add the REST routes."""
@@ -193,3 +215,6 @@ class JupyterEnvsApp(ExtensionApp):
         queue: BuildQueue | None = getattr(self, "queue", None)
         if queue is not None:
             await queue.stop()
+        unix_api = getattr(self, "unix_api", None)
+        if unix_api is not None:
+            unix_api.close()
