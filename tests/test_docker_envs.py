@@ -16,8 +16,10 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from jupyter_envs import Environment, Resources, Workspace
@@ -195,3 +197,89 @@ def test_orphan_of_a_killed_server_is_reaped_when_a_server_starts(
         while _kernel_containers(kernel["id"]):
             assert time.monotonic() < deadline, "the restarted server did not reap the orphan"
             time.sleep(0.2)
+
+
+def _execute(kc: BlockingKernelClient, code: str, comms: list[str] | None = None) -> str:
+    """Run ``code`` in the kernel; its stream, display and error text (and in ``comms``, the
+    ids of the comms it opened)."""
+    out: list[str] = []
+
+    def hook(msg: dict[str, Any]) -> None:
+        content = msg["content"]
+        if msg["msg_type"] == "comm_open" and comms is not None:
+            comms.append(content["comm_id"])
+        out.append(content.get("text", ""))
+        out.append(str(content.get("data", {}).get("text/plain", "")))
+        out.extend(content.get("traceback", []))
+
+    kc.execute_interactive(code, timeout=180, output_hook=hook)
+    return "\n".join(out)
+
+
+def test_a_container_kernel_builds_and_switches_through_the_server(
+    env_name: str, tmp_path: Path
+) -> None:
+    """%%env in a container kernel: built by the server (over the API socket mounted into the
+    container), the new kernel prepared for the session, the session moved onto it."""
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    server = JupyterServer("lab", root, tmp_path / "server")
+    ws = Workspace(server.data_dir / "jupyter_envs", server.data_dir / "kernels")
+    outer = Environment(env_name, pip=["six==1.17.0"], base_image=BASE).build(ws=ws)
+    inner = f"{env_name}-in"
+    server.start()
+    try:
+        session = server.api(
+            "POST",
+            "/api/sessions",
+            {
+                "path": "n.ipynb",
+                "type": "notebook",
+                "name": "",
+                "kernel": {"name": outer.kernel_name},
+            },
+        )
+        kernel_id = session["kernel"]["id"]
+        (container,) = _kernel_containers(kernel_id)
+        kc = BlockingKernelClient()
+        kc.load_connection_file(str(server.data_dir / "runtime" / f"kernel-{kernel_id}.json"))
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=120)
+            probe = _execute(
+                kc,
+                "import os, sys\n"
+                "print(sys.prefix, os.environ['JUPYTER_ENVS_API_URL'])\n"
+                "print('token', os.environ['JUPYTER_ENVS_API_TOKEN'])\n",
+            )
+            assert "/opt/jenv http+unix://%2Frun%2Fjupyter-envs-api.sock/jupyter-envs/api/" in probe
+            token = probe.split("token ", 1)[1].split()[0]
+            # The token is in the kernel's environment only, not in the container's config.
+            assert token not in _docker("inspect", container)
+            _execute(kc, "%load_ext jupyter_envs")
+            comms: list[str] = []
+            built = _execute(kc, f"%%env {inner} --backend fake\nsix\n", comms)
+            assert f"{inner} v1 (built in" in built, built
+            assert f"The kernel of {inner} v1 started in" in built, built
+            # The server built it: it is in the server's registry and kernelspecs.
+            listed = server.api("GET", "/jupyter-envs/api/environments")
+            assert inner in {e["name"] for e in listed}
+            # No labextension here: play the frontend without one, which closes the comm; the
+            # kernel then asks the server to move the session onto the prepared kernel.
+            (comm_id,) = comms
+            kc.shell_channel.send(kc.session.msg("comm_close", {"comm_id": comm_id, "data": {}}))
+            deadline = time.monotonic() + 60
+            while True:
+                current = server.api("GET", f"/api/sessions/{session['id']}")["kernel"]
+                if current["name"] == f"jenv-{inner}-v1":
+                    break
+                assert time.monotonic() < deadline, f"the session stayed on {current}"
+                time.sleep(0.2)
+        finally:
+            kc.stop_channels()
+        deadline = time.monotonic() + 60
+        while _kernel_containers(kernel_id):
+            assert time.monotonic() < deadline, "the container kernel was not shut down"
+            time.sleep(0.2)
+    finally:
+        server.stop()
