@@ -13,6 +13,11 @@ kernel started by JupyterLab and one started by VS Code run in identical contain
 - the environment is an allowlist plus the environment's ``env_vars``; secret *values* travel in
   a file that a shell shim sources and deletes before starting the kernel, so they appear in no
   kernel.json, image, container config (``docker inspect``) or log;
+- under a Jupyter server with the jupyter_envs extension, the server's API socket
+  (``JUPYTER_ENVS_API_SOCKET``) is mounted at ``/run/jupyter-envs-api.sock`` and the kernel gets
+  an ``http+unix://`` ``JUPYTER_ENVS_API_URL`` and, through the secrets file, the scoped token:
+  ``%%env`` in a container kernel builds and switches through the server;
+  ``JUPYTER_ENVS_CONTAINER`` tells jupyter_envs in the kernel that it runs in a container;
 - ``docker-init`` is PID 1: it forwards signals and reaps the kernel's child processes;
 - labels (kernel id, server pid, env, spec hash) let the reaper remove orphans.
 
