@@ -929,3 +929,25 @@ async def test_kernel_side_builds_go_through_the_server(api: Api) -> None:
     failing = Environment("remote", pip=["fail-build"], backend="fake")
     with pytest.raises(BuildError, match="building 'remote' failed"):
         await asyncio.to_thread(remote.build, failing)
+
+
+def test_sockets_of_dead_servers_are_removed(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from jupyter_envs.server._unixsocket import _remove_stale
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    paths = {
+        "stale": tmp_path / f"jupyter-envs-{dead.pid}-abc123.sock",
+        "live": tmp_path / f"jupyter-envs-{os.getpid()}-abc123.sock",
+        "other": tmp_path / "something-else.sock",
+    }
+    for path in paths.values():
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+    _remove_stale(tmp_path)
+    assert not paths["stale"].exists()
+    assert paths["live"].exists()
+    assert paths["other"].exists()

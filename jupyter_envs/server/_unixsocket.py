@@ -42,6 +42,21 @@ def _socket_path() -> Path:
     return short / name
 
 
+def _remove_stale(directory: Path) -> None:
+    """Sockets of servers that died without cleaning up (killed hard): their pid is gone."""
+    for old in directory.glob("jupyter-envs-*-*.sock"):
+        pid = old.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        except PermissionError:
+            pass  # another user's live process
+
+
 class UnixSocketAPI:
     """An HTTP server for ``handlers`` on a Unix socket, with the main server's settings."""
 
@@ -52,6 +67,7 @@ class UnixSocketAPI:
         self.app = Application(routes, **serverapp.web_app.settings)
         self.path = _socket_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(self.path.parent)
         # Created 0600: only the server's user (and its kernels' containers, which run as that
         # user) can connect.
         sock = bind_unix_socket(str(self.path), mode=0o600)
