@@ -635,15 +635,7 @@ async def test_switch_replaces_the_kernel_of_the_session_that_owns_it(
     link_env: None, api: Api, jp_fetch: Fetch
 ) -> None:
     _, token = await _exported(api)
-    response = await jp_fetch(
-        "api",
-        "sessions",
-        method="POST",
-        body=json.dumps(
-            {"path": "nb.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}}
-        ),
-    )
-    session = json.loads(response.body)
+    session = await _session(jp_fetch, "nb.ipynb")
     old = session["kernel"]["id"]
     try:
         code, reply = await api.call(
@@ -688,15 +680,7 @@ async def test_bad_switch_requests(api: Api, body: object, code: int, expected: 
 
 @on_loop
 async def test_switch_to_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> None:
-    response = await jp_fetch(
-        "api",
-        "sessions",
-        method="POST",
-        body=json.dumps(
-            {"path": "nb2.ipynb", "type": "notebook", "name": "", "kernel": {"name": "python3"}}
-        ),
-    )
-    session = json.loads(response.body)
+    session = await _session(jp_fetch, "nb2.ipynb")
     try:
         code, error = await api.call(
             "POST", "switch", body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"}

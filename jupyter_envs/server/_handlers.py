@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Iterator
 from http.client import responses
 from typing import TYPE_CHECKING, Any, cast
 
@@ -288,6 +289,17 @@ def _switch_fields(body: object, optional: tuple[str, ...] = ()) -> dict[str, st
     return fields
 
 
+@contextlib.contextmanager
+def _session_errors(kernel_id: str) -> Iterator[None]:
+    """The switch helpers' LookupError (no session owns the kernel) → 404, ValueError → 400."""
+    try:
+        yield
+    except LookupError:
+        raise NotFoundError(f"no session uses kernel {kernel_id}") from None
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
+
+
 class PrepareSwitchHandler(EnvsAPIHandler):
     """``POST`` starts the kernel a session is about to switch to, and waits until it answers."""
 
@@ -308,12 +320,8 @@ class PrepareSwitchHandler(EnvsAPIHandler):
                 "this server does not start kernels ahead of a switch "
                 "(JupyterEnvsApp.prepare_kernels is False)"
             )
-        try:
+        with _session_errors(fields["kernel_id"]):
             started = await prepared.prepare(fields["kernel_id"], fields["kernel_name"])
-        except LookupError:
-            raise NotFoundError(f"no session uses kernel {fields['kernel_id']}") from None
-        except ValueError as exc:
-            raise _bad_request(str(exc)) from None
         self.reply(
             {
                 "status": "ready",
@@ -341,7 +349,7 @@ class SwitchHandler(EnvsAPIHandler):
         fields = _switch_fields(self.json_body(), optional=("new_kernel_id",))
         serverapp = self.envs.serverapp
         assert serverapp is not None  # set once the extension is loaded by a server
-        try:
+        with _session_errors(fields["kernel_id"]):
             session = await switch_session(
                 serverapp,
                 fields["kernel_id"],
@@ -349,10 +357,6 @@ class SwitchHandler(EnvsAPIHandler):
                 prepared=self.envs.prepared,
                 new_kernel_id=fields.get("new_kernel_id"),
             )
-        except LookupError:
-            raise NotFoundError(f"no session uses kernel {fields['kernel_id']}") from None
-        except ValueError as exc:
-            raise _bad_request(str(exc)) from None
         self.reply(
             {
                 "status": "switching",

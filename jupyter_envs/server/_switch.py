@@ -101,6 +101,21 @@ _POLL = 0.05
 _ASK_AGAIN = 2.0
 
 
+async def _start_for_session(
+    serverapp: ServerApp, session: dict[str, Any], kernel_name: str
+) -> str:
+    """Start a kernel as ``session`` would start it (its path gives the cwd and
+    ``JPY_SESSION_NAME``), without attaching it to the session."""
+    kernel_id: str = await serverapp.session_manager.start_kernel_for_session(
+        session["id"],
+        path=session["path"],
+        name=session["name"],
+        type=session["type"],
+        kernel_name=kernel_name,
+    )
+    return kernel_id
+
+
 class PreparedKernels:
     """Kernels started ahead of a switch, alive and answering, until their session adopts them.
 
@@ -135,16 +150,8 @@ class PreparedKernels:
             if session_id == session["id"]:
                 await self._discard(pending, "replaced by a newer switch request")
         started = time.monotonic()
-        sm = self.serverapp.session_manager
-        # Started as the session would start it (its path gives the cwd and JPY_SESSION_NAME),
-        # but the session keeps its kernel until the frontend (or POST switch) moves it.
-        new_kernel = await sm.start_kernel_for_session(
-            session["id"],
-            path=session["path"],
-            name=session["name"],
-            type=session["type"],
-            kernel_name=kernel_name,
-        )
+        # The session keeps its kernel until the frontend (or POST switch) moves it.
+        new_kernel = await _start_for_session(self.serverapp, session, kernel_name)
         try:
             await self._wait_ready(new_kernel, kernel_name)
         except BaseException:
@@ -282,13 +289,7 @@ async def _replace_kernel(
     old_kernel = session["kernel"]["id"]
     try:
         if new_kernel_id is None:
-            new_kernel = await sm.start_kernel_for_session(
-                session["id"],
-                path=session["path"],
-                name=session["name"],
-                type=session["type"],
-                kernel_name=kernel_name,
-            )
+            new_kernel = await _start_for_session(serverapp, session, kernel_name)
         else:
             new_kernel = new_kernel_id
             assert prepared is not None  # checked by switch_session
