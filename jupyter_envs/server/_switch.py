@@ -13,6 +13,7 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Coroutine
 from queue import Empty
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +156,7 @@ class PreparedKernels:
         try:
             await self._wait_ready(new_kernel, kernel_name)
         except BaseException:
-            await self._shutdown(new_kernel)
+            await _shutdown_kernel(self.serverapp, new_kernel)
             raise
         self._pending[new_kernel] = session["id"]
         loop = asyncio.get_running_loop()
@@ -216,28 +217,22 @@ class PreparedKernels:
             client.stop_channels()
 
     def _expire_soon(self, kernel_id: str) -> None:
-        task = asyncio.ensure_future(self._expire(kernel_id))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        _in_background(self._expire(kernel_id))
 
     async def _expire(self, kernel_id: str) -> None:
         if kernel_id not in self._pending:
             return
-        sessions = await self.serverapp.session_manager.list_sessions()
-        if any(s.get("kernel", {}).get("id") == kernel_id for s in sessions):
+        try:
+            await _session_of(self.serverapp, kernel_id)
+        except LookupError:
+            await self._discard(kernel_id, f"not adopted within {self.adopt_timeout:g} s")
+        else:
             self.adopted(kernel_id)
-            return
-        await self._discard(kernel_id, f"not adopted within {self.adopt_timeout:g} s")
 
     async def _discard(self, kernel_id: str, why: str) -> None:
         self._pending.pop(kernel_id, None)
         self.serverapp.log.info("jupyter-envs: prepared kernel %s shut down: %s", kernel_id, why)
-        await self._shutdown(kernel_id)
-
-    async def _shutdown(self, kernel_id: str) -> None:
-        km = self.serverapp.kernel_manager
-        if kernel_id in km:
-            await km.shutdown_kernel(kernel_id)  # type: ignore[no-untyped-call, unused-ignore]
+        await _shutdown_kernel(self.serverapp, kernel_id)
 
 
 async def switch_session(
@@ -264,16 +259,25 @@ async def switch_session(
             f"kernel {new_kernel_id} was not prepared for this notebook's session (or it was "
             "adopted or shut down already)"
         )
-    task = asyncio.ensure_future(
-        _replace_kernel(serverapp, session, kernel_name, prepared, new_kernel_id)
-    )
-    _background.add(task)
-    task.add_done_callback(_background.discard)
+    _in_background(_replace_kernel(serverapp, session, kernel_name, prepared, new_kernel_id))
     return session
 
 
 # Keeps the background tasks alive until they finish (asyncio holds only weak references).
 _background: set[asyncio.Future[None]] = set()
+
+
+def _in_background(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _shutdown_kernel(serverapp: ServerApp, kernel_id: str) -> None:
+    """Shut ``kernel_id`` down if the server still runs it."""
+    km = serverapp.kernel_manager
+    if kernel_id in km:
+        await km.shutdown_kernel(kernel_id)  # type: ignore[no-untyped-call, unused-ignore]
 
 
 async def _replace_kernel(
@@ -285,7 +289,6 @@ async def _replace_kernel(
 ) -> None:
     """What ``PATCH /api/sessions/<id>`` with a new kernel does, done by the server."""
     sm = serverapp.session_manager
-    km = serverapp.kernel_manager
     old_kernel = session["kernel"]["id"]
     try:
         if new_kernel_id is None:
@@ -305,5 +308,4 @@ async def _replace_kernel(
         new_kernel,
         kernel_name,
     )
-    if old_kernel in km:
-        await km.shutdown_kernel(old_kernel)  # type: ignore[no-untyped-call, unused-ignore]
+    await _shutdown_kernel(serverapp, old_kernel)
