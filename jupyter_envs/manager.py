@@ -19,6 +19,7 @@ from typing import IO
 from . import curated
 from ._procs import processes_running_from
 from .builders import BuildOutput, BuildRequest, CancelToken, get_builder
+from .builders.base import missing_directory
 from .conda import CondaDependencies
 from .errors import (
     BackendUnavailableError,
@@ -101,7 +102,7 @@ class EnvManager:
         problem = (
             builder.artifact_problem(artifact)
             if builder is not None
-            else (None if artifact.exists() else f"its directory {artifact} is gone")
+            else missing_directory(artifact)
         )
         if problem is not None:
             # Deleted behind our back: rebuild rather than hand out a kernel that cannot start.
@@ -224,7 +225,7 @@ class EnvManager:
         if previous is not None and previous.artifact and previous.artifact != str(artifact):
             # A forced rebuild replaced it: delete it, unless a kernel still runs from it (then a
             # later build of this name sweeps it once that kernel has stopped).
-            users = builder.artifact_users(Path(previous.artifact))
+            users = processes_running_from(Path(previous.artifact))
             if users:
                 pids = ", ".join(str(pid) for pid in users)
                 sink(

@@ -47,6 +47,13 @@ class BuildOutput:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def missing_directory(artifact: Path) -> str | None:
+    """Says so when an artifact's directory is gone (the check every builder starts with)."""
+    if not artifact.is_dir():
+        return f"its directory {artifact} is gone"
+    return None
+
+
 class Builder(ABC):
     """One way of building environments. Subclasses set :attr:`name`."""
 
@@ -89,20 +96,7 @@ class Builder(ABC):
         Called on every cache hit, so it must be cheap: no subprocess. When it answers, the
         manager rebuilds instead of handing out a version that cannot start.
         """
-        if not artifact.is_dir():
-            return f"its directory {artifact} is gone"
-        return None
-
-    def artifact_users(self, artifact: Path) -> list[int]:
-        """Pids of running processes (kernels) that run from ``artifact``.
-
-        An artifact in use is not deleted when a forced rebuild replaces it: deleting a venv
-        under a running kernel breaks its next import. Builders whose kernels do not run from
-        the artifact directory (Docker: the engine refuses to remove an image in use) find none.
-        """
-        from .._procs import processes_running_from
-
-        return processes_running_from(artifact)
+        return missing_directory(artifact)
 
     def remove(self, artifact: Path) -> None:
         """Delete an artifact; called when a version is removed."""

@@ -18,6 +18,7 @@ from ..store import Workspace, default_kernels_dir, default_root
 from ._builds import BuildQueue
 from ._handlers import default_handlers
 from ._switch import PreparedKernels, ScopedToken, export_link
+from ._unixsocket import UnixSocketAPI
 
 __all__ = ["JupyterEnvsApp"]
 
@@ -145,6 +146,7 @@ class JupyterEnvsApp(ExtensionApp):
         IOLoop.current().add_callback(self._export_link)
         # Containers of kernels whose server died (killed hard) are removed at start.
         IOLoop.current().add_callback(self._reap_orphans)
+        self.unix_api: UnixSocketAPI | None = None  # set on the first loop turn
         self.prepared: PreparedKernels | None = None
         if self.prepare_kernels and self.serverapp is not None:
             self.prepared = PreparedKernels(
@@ -188,15 +190,11 @@ class JupyterEnvsApp(ExtensionApp):
     def _serve_unix_socket(self) -> None:
         """The API on a Unix socket too, for container kernels (the launcher mounts it)."""
         from ..serverlink import API_SOCKET_VAR
-        from ._unixsocket import UnixSocketAPI
 
         assert self.serverapp is not None
         try:
-            self.unix_api: UnixSocketAPI | None = UnixSocketAPI(
-                self.serverapp, default_handlers(self)
-            )
+            self.unix_api = UnixSocketAPI(self.serverapp, default_handlers(self))
         except OSError as exc:
-            self.unix_api = None
             self.log.warning(
                 "jupyter-envs: no Unix socket for container kernels (%s): %%env in a container "
                 "kernel will not reach this server",
@@ -215,6 +213,6 @@ class JupyterEnvsApp(ExtensionApp):
         queue: BuildQueue | None = getattr(self, "queue", None)
         if queue is not None:
             await queue.stop()
-        unix_api = getattr(self, "unix_api", None)
+        unix_api: UnixSocketAPI | None = getattr(self, "unix_api", None)
         if unix_api is not None:
             unix_api.close()

@@ -44,17 +44,13 @@ def _socket_path() -> Path:
 
 def _remove_stale(directory: Path) -> None:
     """Sockets of servers that died without cleaning up (killed hard): their pid is gone."""
+    from ..kernels.reaper import process_alive
+
     for old in directory.glob("jupyter-envs-*-*.sock"):
         pid = old.name.split("-")[2]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not process_alive(int(pid)):
             with contextlib.suppress(OSError):
                 old.unlink()
-        except PermissionError:
-            pass  # another user's live process
 
 
 class UnixSocketAPI:
