@@ -655,13 +655,17 @@ async def test_switch_replaces_the_kernel_of_the_session_that_owns_it(
             assert time.monotonic() < deadline, "the session kept its kernel"
             await asyncio.sleep(0.1)
         deadline = time.monotonic() + 30
-        while old in {k["id"] for k in json.loads((await jp_fetch("api", "kernels")).body)}:
+        while old in await _kernel_ids(jp_fetch):
             assert time.monotonic() < deadline, "the old kernel is still running"
             await asyncio.sleep(0.1)
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
 
+SWITCH_ROUTES = [("switch",), ("switch", "prepare")]
+
+
+@pytest.mark.parametrize("route", SWITCH_ROUTES)
 @pytest.mark.parametrize(
     ("body", "code", "expected"),
     [
@@ -669,24 +673,31 @@ async def test_switch_replaces_the_kernel_of_the_session_that_owns_it(
         ({"kernel_id": "k"}, 400, "'kernel_name'"),
         ({"kernel_id": "", "kernel_name": "python3"}, 400, "'kernel_id'"),
         ("[]", 400, "JSON object"),
+        ("{", 400, "not valid JSON"),
     ],
 )
 @on_loop
-async def test_bad_switch_requests(api: Api, body: object, code: int, expected: str) -> None:
-    status, error = await api.call("POST", "switch", body=body)
+async def test_bad_switch_requests(
+    api: Api, route: tuple[str, ...], body: object, code: int, expected: str
+) -> None:
+    status, error = await api.call("POST", *route, body=body)
     assert status == code
     assert expected in error["message"]
 
 
+@pytest.mark.parametrize("route", SWITCH_ROUTES)
 @on_loop
-async def test_switch_to_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> None:
-    session = await _session(jp_fetch, "nb2.ipynb")
+async def test_switch_to_an_unknown_kernel_is_400(
+    api: Api, jp_fetch: Fetch, route: tuple[str, ...]
+) -> None:
+    session = await _session(jp_fetch, "unknown.ipynb")
     try:
         code, error = await api.call(
-            "POST", "switch", body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"}
+            "POST", *route, body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"}
         )
         assert code == 400, error
         assert "no kernel named 'nope'" in error["message"]
+        assert await _kernel_ids(jp_fetch) == {session["kernel"]["id"]}
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
@@ -840,39 +851,6 @@ async def test_a_prepared_kernel_nobody_adopts_is_shut_down(
             assert time.monotonic() < deadline, "the unadopted kernel is still running"
             await asyncio.sleep(0.1)
         assert await _kernel_ids(jp_fetch) == {old}
-    finally:
-        await jp_fetch("api", "sessions", session["id"], method="DELETE")
-
-
-@pytest.mark.parametrize(
-    ("body", "code", "expected"),
-    [
-        ({"kernel_id": "no-such-kernel", "kernel_name": "python3"}, 404, "no session uses"),
-        ({"kernel_id": "k"}, 400, "'kernel_name'"),
-        ({"kernel_id": "", "kernel_name": "python3"}, 400, "'kernel_id'"),
-        ("{", 400, "not valid JSON"),
-    ],
-)
-@on_loop
-async def test_bad_prepare_requests(api: Api, body: object, code: int, expected: str) -> None:
-    status, error = await api.call("POST", "switch", "prepare", body=body)
-    assert status == code
-    assert expected in error["message"]
-
-
-@on_loop
-async def test_prepare_of_an_unknown_kernel_is_400(api: Api, jp_fetch: Fetch) -> None:
-    session = await _session(jp_fetch, "unknown.ipynb")
-    try:
-        code, error = await api.call(
-            "POST",
-            "switch",
-            "prepare",
-            body={"kernel_id": session["kernel"]["id"], "kernel_name": "nope"},
-        )
-        assert code == 400, error
-        assert "no kernel named 'nope'" in error["message"]
-        assert await _kernel_ids(jp_fetch) == {session["kernel"]["id"]}
     finally:
         await jp_fetch("api", "sessions", session["id"], method="DELETE")
 
