@@ -183,7 +183,8 @@ function waitUntilIdle(kernel: Kernel.IKernelConnection): Promise<void> {
 async function adoptPreparedKernel(
   settings: ServerConnection.ISettings,
   fromKernel: string,
-  request: ISwitchRequest & { new_kernel_id: string }
+  kernelName: string,
+  newKernel: string
 ): Promise<void> {
   const url = `${settings.baseUrl.replace(/\/?$/, '/')}jupyter-envs/api/switch`;
   const response = await ServerConnection.makeRequest(
@@ -192,8 +193,8 @@ async function adoptPreparedKernel(
       method: 'POST',
       body: JSON.stringify({
         kernel_id: fromKernel,
-        kernel_name: request.kernel_name,
-        new_kernel_id: request.new_kernel_id
+        kernel_name: kernelName,
+        new_kernel_id: newKernel
       })
     },
     settings
@@ -211,24 +212,23 @@ async function adoptPreparedKernel(
 }
 
 /**
- * Resolve when `predicate` holds after a kernel change of the panel (or now);
- * reject after `timeout` ms.
+ * Resolve once the panel's kernel is `kernelId` (now or after a kernel
+ * change); reject after `timeout` ms.
  */
 function waitForKernel(
   panel: NotebookPanel,
-  predicate: (kernel: Kernel.IKernelConnection | null) => boolean,
+  kernelId: string,
   timeout: number
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const context = panel.sessionContext;
-    const current = (): Kernel.IKernelConnection | null =>
-      context.session?.kernel ?? null;
-    if (predicate(current())) {
+    const arrived = (): boolean => context.session?.kernel?.id === kernelId;
+    if (arrived()) {
       resolve();
       return;
     }
     const onChange = (): void => {
-      if (predicate(current())) {
+      if (arrived()) {
         clearTimeout(timer);
         context.kernelChanged.disconnect(onChange);
         resolve();
@@ -403,13 +403,15 @@ class PanelWatcher {
       const services = this._app.serviceManager;
       let adopted = false;
       try {
-        await adoptPreparedKernel(services.serverSettings, kernel.id, {
-          ...request,
-          new_kernel_id: newKernel
-        });
+        await adoptPreparedKernel(
+          services.serverSettings,
+          kernel.id,
+          request.kernel_name,
+          newKernel
+        );
         adopted = true;
         await services.sessions.refreshRunning();
-        await waitForKernel(this._panel, k => k?.id === newKernel, 10000);
+        await waitForKernel(this._panel, newKernel, 10000);
         return;
       } catch (error) {
         console.warn(
