@@ -379,23 +379,25 @@ def test_secret_reaches_kernel_only(
     assert value not in caplog.text
 
 
+def _start_fails(name: str, cwd: Path, error: type[Exception], match: str) -> None:
+    """Starting kernel ``name`` raises ``error`` matching ``match``; nothing is left behind."""
+    km = KernelManager(kernel_name=name)
+    with pytest.raises(error, match=match):
+        km.start_kernel(cwd=str(cwd))
+    km.cleanup_resources()
+
+
 def test_missing_secret_is_a_clear_error(
     kernel_image: str, isolated_jupyter: Path, notebook_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("JENV_ABSENT_SECRET", raising=False)
     name = make_kernelspec(isolated_jupyter, kernel_image, secrets=["JENV_ABSENT_SECRET"])
-    km = KernelManager(kernel_name=name)
-    with pytest.raises(KernelLaunchError, match="JENV_ABSENT_SECRET"):
-        km.start_kernel(cwd=str(notebook_dir))
-    km.cleanup_resources()
+    _start_fails(name, notebook_dir, KernelLaunchError, "JENV_ABSENT_SECRET")
 
 
 def test_missing_image_is_a_clear_error(isolated_jupyter: Path, notebook_dir: Path) -> None:
     name = make_kernelspec(isolated_jupyter, "jupyter-envs-test/no-such-image:000000000000")
-    km = KernelManager(kernel_name=name)
-    with pytest.raises(KernelLaunchError, match="does not exist on the Docker engine"):
-        km.start_kernel(cwd=str(notebook_dir))
-    km.cleanup_resources()
+    _start_fails(name, notebook_dir, KernelLaunchError, "does not exist on the Docker engine")
 
 
 def test_engine_down_is_a_clear_error(
@@ -403,10 +405,7 @@ def test_engine_down_is_a_clear_error(
 ) -> None:
     name = make_kernelspec(isolated_jupyter, kernel_image)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
-    km = KernelManager(kernel_name=name)
-    with pytest.raises(BackendUnavailableError, match="cannot reach the Docker engine"):
-        km.start_kernel(cwd=str(notebook_dir))
-    km.cleanup_resources()
+    _start_fails(name, notebook_dir, BackendUnavailableError, "cannot reach the Docker engine")
 
 
 def test_gpu_without_runtime_is_a_clear_error(
@@ -415,10 +414,7 @@ def test_gpu_without_runtime_is_a_clear_error(
     if "nvidia" in (docker_client.info().get("Runtimes") or {}):
         pytest.skip("this engine has a GPU runtime")  # the error path cannot be reached
     name = make_kernelspec(isolated_jupyter, kernel_image, gpu=1)
-    km = KernelManager(kernel_name=name)
-    with pytest.raises(KernelLaunchError, match="no GPU runtime"):
-        km.start_kernel(cwd=str(notebook_dir))
-    km.cleanup_resources()
+    _start_fails(name, notebook_dir, KernelLaunchError, "no GPU runtime")
 
 
 # -- the launcher (clients that ignore provisioners) -----------------------------------------
