@@ -76,3 +76,19 @@ def isolated_jupyter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def workspace(isolated_jupyter: Path) -> Workspace:
     """The default workspace of the isolated data dir."""
     return Workspace()
+
+
+@pytest.fixture(scope="session")
+def run_base() -> Iterator[str]:
+    """The Docker base image of this run (see tests/_engine.py); at the end, everything this run
+    made on the engine is removed, and a leak fails the session."""
+    from tests import _engine
+
+    tag = _engine.ensure_run_base()
+    yield tag
+    containers = _engine.run_containers()
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, check=False)
+    left = _engine.remove_run_images(keep_base=False)
+    assert not containers, f"tests left containers: {containers}"
+    assert not left, f"tests left images: {left}"

@@ -3,15 +3,17 @@
 Skipped (with the reason) when the engine is unreachable or the local base image is missing;
 ``JUPYTER_ENVS_REQUIRE_ALL=1`` turns that skip into a failure. The base image comes from
 ``JUPYTER_ENVS_DEFAULT_BASE_IMAGE`` (default ``jupyter-envs-test/python:bookworm``, made by
-``scripts/docker/build-base-image.sh``). Every test removes the images it tagged; the module
-removes the cache layers its builds left and checks the engine holds exactly what it held before.
+``scripts/docker/build-base-image.sh``); the builds use this run's labelled copy of it
+(tests/_engine.py). Every test removes the images it tagged; the module removes the cache layers
+its builds left and checks that none of its images or containers is left. It never looks at, or
+removes, anything another run or server made on the engine.
 """
 
 from __future__ import annotations
 
 import http.server
+import ipaddress
 import json
-import os
 import subprocess
 import threading
 import time
@@ -37,18 +39,18 @@ from jupyter_envs.errors import BackendUnavailableError, BuildCancelledError, Bu
 from jupyter_envs.events import Event, LogLine
 from jupyter_envs.manager import EnvManager
 from jupyter_envs.store import Workspace
+from tests import _engine
 
-BASE = os.environ.get("JUPYTER_ENVS_DEFAULT_BASE_IMAGE") or "jupyter-envs-test/python:bookworm"
+# Every build here is on this run's own base image (see tests/_engine.py), so the module knows
+# exactly which images, cache layers and containers are its own.
+BASE = _engine.RUN_BASE
 
 
 def _skip_reason() -> str | None:
     reason = engine_unavailable_reason()
     if reason is not None:
         return f"no Docker engine: {reason}"
-    found = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True, check=False)
-    if found.returncode != 0:
-        return f"base image {BASE} is missing: run scripts/docker/build-base-image.sh"
-    return None
+    return _engine.unavailable()
 
 
 SKIP_REASON = _skip_reason()
@@ -60,7 +62,7 @@ pytestmark = [
 
 
 def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+    return _engine.docker(*args)
 
 
 def _ids(*args: str) -> set[str]:
@@ -68,25 +70,18 @@ def _ids(*args: str) -> set[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _engine_left_clean() -> Iterator[None]:
-    """Containers and images before == after; cache layers made by the module are removed."""
-    containers = _ids("ps", "-aq", "--no-trunc")
-    images = _ids("images", "-aq", "--no-trunc")
+def _engine_left_clean(run_base: str) -> Iterator[None]:
+    """The module's images and cache layers are removed at its end; none of its containers or
+    tagged images may be left. Nothing another run or server made is looked at."""
     yield
-    leaked_tags = [
-        line
-        for line in _docker("images", "--format", "{{.Repository}}:{{.Tag}}").split()
-        if line.startswith("jupyter-envs/dt-")
-    ]
-    # The layer cache shared between tests is the module's to remove, newest first.
-    for _ in range(5):
-        new = _ids("images", "-aq", "--no-trunc") - images
-        if not new:
-            break
-        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, check=False)
+    ours = f"label={_engine.RUN_LABEL}={_engine.RUN_ID}"
+    tags = _docker("images", "--filter", ours, "--format", "{{.Repository}}:{{.Tag}}").split()
+    leaked_tags = [tag for tag in tags if tag.startswith("jupyter-envs/dt-")]
+    containers = _engine.run_containers()
+    left = _engine.remove_run_images()
     assert not leaked_tags, f"tests left tagged images: {leaked_tags}"
-    assert _ids("ps", "-aq", "--no-trunc") == containers, "tests left containers"
-    assert _ids("images", "-aq", "--no-trunc") == images, "tests left images"
+    assert not containers, f"tests left containers: {containers}"
+    assert not left, f"tests left images: {left}"
 
 
 @pytest.fixture(autouse=True)
@@ -251,10 +246,23 @@ class _AuthLog(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def _bridge_host_address() -> str:
+    """The address containers on the default bridge reach the host on.
+
+    An engine that was just started reports only the bridge's ``Subnet`` (``Gateway`` appears
+    later, or never, on Debian's 20.10): the gateway is then the subnet's first host, which is
+    the address dockerd gives the ``docker0`` interface.
+    """
+    (config, *_) = json.loads(_docker("network", "inspect", "bridge"))[0]["IPAM"]["Config"]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"], strict=False).hosts()))
+
+
 @pytest.fixture
 def links_server(tmp_path: Path) -> Iterator[tuple[str, int, list[str]]]:
     """An empty find-links page on the Docker bridge gateway; the Authorization headers seen."""
-    gateway = json.loads(_docker("network", "inspect", "bridge"))[0]["IPAM"]["Config"][0]["Gateway"]
+    gateway = _bridge_host_address()
     seen: list[str] = []
     handler: Callable[..., _AuthLog] = lambda *a, **k: _AuthLog(  # noqa: E731
         *a, directory=str(tmp_path), **k
@@ -311,8 +319,7 @@ def test_cancel_stops_the_build_and_its_container(workspace: Workspace, name: st
     with pytest.raises(BuildCancelledError):
         EnvManager(workspace).build(env, on_event=on_event, cancel=cancel)
     assert time.perf_counter() - started < 60
-    running = _docker("ps", "-aq", "--filter", f"ancestor={BASE}").split()
-    assert running == []
+    assert _engine.run_containers() == [], "the cancelled step's container is still there"
 
 
 def test_container_api_builds_and_runs(tmp_path: Path, name: str) -> None:

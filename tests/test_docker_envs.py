@@ -25,22 +25,12 @@ from jupyter_client.manager import KernelManager
 from jupyter_envs import Environment, Resources, Workspace
 from jupyter_envs.cli import main
 from jupyter_envs.kernels import LABEL_KERNEL_ID
+from tests import _engine
 from tests._lab import JupyterServer, jupyter_server
 
-BASE = os.environ.get("JUPYTER_ENVS_DEFAULT_BASE_IMAGE") or "jupyter-envs-test/python:bookworm"
-
-
-def _unavailable() -> str | None:
-    try:
-        done = subprocess.run(["docker", "image", "inspect", BASE], capture_output=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"no docker client or engine: {exc}"
-    if done.returncode:
-        return f"no Docker engine, or the base image {BASE} is missing (see scripts/docker)"
-    return None
-
-
-_REASON = _unavailable()
+# Builds use this run's labelled copy of the local base image (see tests/_engine.py).
+BASE = _engine.RUN_BASE
+_REASON = _engine.unavailable()
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.docker,
@@ -49,7 +39,7 @@ pytestmark = [
 
 
 def _docker(*args: str) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+    return _engine.docker(*args)
 
 
 def _images(env: str) -> list[str]:
@@ -57,16 +47,14 @@ def _images(env: str) -> list[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _no_images_left() -> Iterator[None]:
-    """Layers the module's builds made (kept as cache between its tests) go at the end."""
-    before = set(_docker("images", "-aq", "--no-trunc").split())
+def _no_images_left(run_base: str) -> Iterator[None]:
+    """Layers the module's builds made (kept as cache between its tests) go at the end; none of
+    the run's containers may be left. Nothing another run or server made is looked at."""
     yield
-    for _ in range(5):  # children before parents
-        new = set(_docker("images", "-aq", "--no-trunc").split()) - before
-        if not new:
-            break
-        subprocess.run(["docker", "rmi", "-f", *new], capture_output=True, check=False)
-    assert set(_docker("images", "-aq", "--no-trunc").split()) <= before, "images left"
+    containers = _engine.run_containers()
+    left = _engine.remove_run_images()
+    assert not containers, f"containers left: {containers}"
+    assert not left, f"images left: {left}"
 
 
 @pytest.fixture
@@ -162,7 +150,7 @@ def test_gc_removes_images_of_removed_envs(
     assert f"removed image jupyter-envs/{env_name}" in capsys.readouterr().out
     assert not _images(env_name)
     # Nothing of a kernel is left either.
-    assert not _docker("ps", "-aq", "--filter", f"label={LABEL_KERNEL_ID}").split()
+    assert not _engine.run_containers()
 
 
 def _kernel_containers(kernel_id: str) -> list[str]:

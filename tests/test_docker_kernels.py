@@ -43,31 +43,21 @@ from jupyter_envs.kernels import (
 )
 from jupyter_envs.kernelspec import write_kernelspec
 from jupyter_envs.runtime import KERNEL_SIDE_REQUIREMENTS
+from tests import _engine
 
 P = ParamSpec("P")
+# The label every image and container of this run carries (tests/_engine.py).
+OURS = f"{_engine.RUN_LABEL}={_engine.RUN_ID}"
 ROOT = Path(__file__).resolve().parent.parent
-BASE_IMAGE = os.environ.get("JUPYTER_ENVS_TEST_BASE_IMAGE", "jupyter-envs-test/python:bookworm")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def _unavailable() -> str | None:
     try:
-        import docker
-        import docker.errors
+        import docker  # noqa: F401
     except ImportError:
         return "the docker Python SDK is not installed"
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        return f"no Docker engine answers ({exc}); start dockerd (see scripts/docker)"
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        return f"the local base image {BASE_IMAGE} is missing (see scripts/docker)"
-    finally:
-        client.close()
-    return None
+    return _engine.unavailable()
 
 
 _REASON = _unavailable()
@@ -122,7 +112,9 @@ def _pip_buildargs() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def kernel_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kernel_image(
+    docker_client: Any, tmp_path_factory: pytest.TempPathFactory, run_base: str
+) -> Iterator[str]:
     """A kernel image: a venv with ipykernel and the kernel-side requirements, plus this
     jupyter_envs package (importable), labelled with its interpreter like a built env."""
     ctx = tmp_path_factory.mktemp("kernel-image")
@@ -136,7 +128,7 @@ def kernel_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -
     (ctx / "Dockerfile").write_text(
         textwrap.dedent(
             f"""\
-            FROM {BASE_IMAGE}
+            FROM {run_base}
             ARG PIP_INDEX_URL
             ARG PIP_EXTRA_INDEX_URL
             COPY ca.crt /tmp/jenv-ca.crt
@@ -163,13 +155,16 @@ def kernel_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _kernel_containers(client: Any, kernel_id: str | None = None) -> list[Any]:
+    """This run's kernel containers (all of them, or those of ``kernel_id``): never another
+    server's, which may be running on the same engine."""
     label = LABEL_KERNEL_ID if kernel_id is None else f"{LABEL_KERNEL_ID}={kernel_id}"
-    return list(client.containers.list(all=True, filters={"label": label}))
+    return list(client.containers.list(all=True, filters={"label": [label, OURS]}))
 
 
 @pytest.fixture(autouse=True)
 def no_leaked_containers(docker_client: Any) -> Iterator[None]:
-    """Fails a test that leaves a kernel container (and removes it, for the next test)."""
+    """Fails a test that leaves a kernel container of this run (and removes it, for the next
+    test). Other servers' kernel containers are not looked at."""
     yield
     leaked = _kernel_containers(docker_client)
     for container in leaked:
@@ -522,11 +517,11 @@ def test_reaper_removes_orphans(
         assert proc.stdout is not None
         orphan_kernel = proc.stdout.readline().strip()
         (orphan,) = _kernel_containers(docker_client, orphan_kernel)
-        assert reap_orphans(docker_client) == []  # its server is alive
+        assert reap_orphans(docker_client, labels=[OURS]) == []  # its server is alive
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        assert [d.id for d in gc(docker_client)] == [orphan.id]
-        assert reap_orphans(docker_client) == [orphan.id]
+        assert [d.id for d in gc(docker_client, labels=[OURS])] == [orphan.id]
+        assert reap_orphans(docker_client, labels=[OURS]) == [orphan.id]
         assert _kernel_containers(docker_client, orphan_kernel) == []
         assert len(_kernel_containers(docker_client, km.kernel_id)) == 1
     finally:
@@ -534,3 +529,39 @@ def test_reaper_removes_orphans(
             proc.kill()
             proc.wait()
         stop(km, kc)
+
+
+def test_another_servers_kernel_containers_are_left_alone(
+    kernel_image: str, isolated_jupyter: Path, notebook_dir: Path, docker_client: Any
+) -> None:
+    """A developer's own server may run container kernels on the engine the suite uses: the
+    suite's kernels, its leak checks, the reaper and gc must leave those running."""
+    from jupyter_envs.kernels import LABEL_SERVER_HOST, LABEL_SERVER_PID
+    from jupyter_envs.kernels.reaper import gc
+
+    other_server = subprocess.Popen(["sleep", "600"])  # alive, and not this process
+    foreign = docker_client.containers.run(
+        _engine.STOCK_BASE,  # not this run's base: it does not carry the run label
+        ["sleep", "600"],
+        detach=True,
+        network_mode="none",
+        labels={
+            LABEL_KERNEL_ID: f"other-{uuid.uuid4().hex[:8]}",
+            LABEL_SERVER_PID: str(other_server.pid),
+            LABEL_SERVER_HOST: socket.gethostname(),
+        },
+    )
+    try:
+        km, kc = start(make_kernelspec(isolated_jupyter, kernel_image), notebook_dir)
+        try:
+            assert len(_kernel_containers(docker_client)) == 1  # ours only
+        finally:
+            stop(km, kc)
+        assert foreign.id not in _engine.run_containers()
+        assert foreign.id not in [d.id for d in gc(docker_client)]  # its server is alive
+        foreign.reload()
+        assert foreign.status == "running"
+    finally:
+        foreign.remove(force=True)
+        other_server.kill()
+        other_server.wait()

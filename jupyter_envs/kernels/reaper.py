@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,11 @@ def process_alive(pid: int, start_ticks: str = "") -> bool:
     return True
 
 
-def _dangling(client: Any) -> list[tuple[DanglingContainer, str]]:
+def _dangling(client: Any, wanted_labels: Sequence[str]) -> list[tuple[DanglingContainer, str]]:
     host = socket.gethostname()
     found: list[tuple[DanglingContainer, str]] = []
-    for attrs in client.api.containers(all=True, filters={"label": LABEL_KERNEL_ID}):
+    wanted = [LABEL_KERNEL_ID, *wanted_labels]
+    for attrs in client.api.containers(all=True, filters={"label": wanted}):
         labels = attrs.get("Labels") or {}
         # Another host's kernels on a shared engine: their pids mean nothing here.
         if labels.get(LABEL_SERVER_HOST, host) != host:
@@ -108,18 +110,19 @@ def _reap_runtime_dirs() -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def reap_orphans(client: Any = None) -> list[str]:
+def reap_orphans(client: Any = None, *, labels: Sequence[str] = ()) -> list[str]:
     """Remove every orphaned kernel container; return their ids.
 
     An orphan carries the ``jupyter-envs.kernel-id`` label and its ``jupyter-envs.server-pid``
-    process is not alive on this host. Their private directories go too. Blocking: call it
-    from a thread in an event loop.
+    process is not alive on this host. ``labels`` (``"key"`` or ``"key=value"``) narrows the
+    search to containers that carry them all. Their private directories go too. Blocking: call
+    it from a thread in an event loop.
     """
     own = client is None
     client = connect() if own else client
     removed: list[str] = []
     try:
-        for item, rdir in _dangling(client):
+        for item, rdir in _dangling(client, labels):
             remove_container(client, item.id, _safe_runtime_dir(rdir))
             removed.append(item.id)
         with contextlib.suppress(OSError):
@@ -130,15 +133,19 @@ def reap_orphans(client: Any = None) -> list[str]:
     return removed
 
 
-def gc(client: Any = None, *, remove: bool = False) -> list[DanglingContainer]:
+def gc(
+    client: Any = None, *, remove: bool = False, labels: Sequence[str] = ()
+) -> list[DanglingContainer]:
     """List the dangling kernel containers; with ``remove=True`` also remove them.
+
+    ``labels`` narrows the search as in :func:`reap_orphans`.
 
     The helper behind ``jupyter envs gc``. Blocking.
     """
     own = client is None
     client = connect() if own else client
     try:
-        found = _dangling(client)
+        found = _dangling(client, labels)
         if remove:
             for item, rdir in found:
                 remove_container(client, item.id, _safe_runtime_dir(rdir))
