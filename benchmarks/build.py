@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from jupyter_envs import Environment, Workspace, pipconfig
-from jupyter_envs.builders.uv import find_uv
-from jupyter_envs.pythons import select_interpreter
-from jupyter_envs.runtime import KERNEL_SIDE_REQUIREMENTS
+from jupyter_envs.engines.builders.pythons import select_interpreter
+from jupyter_envs.engines.builders.uv import find_uv
+from jupyter_envs.engines.runtime import KERNEL_SIDE_REQUIREMENTS
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

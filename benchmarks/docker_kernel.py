@@ -35,9 +35,9 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
-from jupyter_envs.kernels import PROVISIONER_NAME, docker_kernelspec_fields
-from jupyter_envs.kernels.launcher import LABEL_PYTHON, PORT_NAMES
-from jupyter_envs.kernelspec import write_kernelspec
+from jupyter_envs.engines.kernels import PROVISIONER_NAME, docker_kernelspec_fields
+from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
+from jupyter_envs.engines.kernels.launcher import LABEL_PYTHON, PORT_NAMES
 
 
 def provisioner_start(name: str, cwd: Path) -> float:
@@ -132,7 +132,7 @@ def run(image: str, repeat: int) -> None:
         # The package metadata predates the entry point: register it for this process.
         KernelProvisionerFactory.provisioners[PROVISIONER_NAME] = EntryPoint(
             PROVISIONER_NAME,
-            "jupyter_envs.kernels.docker_provisioner:DockerKernelProvisioner",
+            "jupyter_envs.engines.kernels.docker_provisioner:DockerKernelProvisioner",
             KernelProvisionerFactory.GROUP_NAME,
         )
     client = docker.from_env()

@@ -1,35 +1,48 @@
 """jupyter-envs: build software environments from a notebook cell and run kernels in them.
 
-The public API is what ``__all__`` lists; modules with a leading underscore are private.
+The public API is what ``__all__`` lists (pinned by tests/test_layers.py); modules with a
+leading underscore are private. The package is layered, each folder importing only those below
+it: ``spec`` (what an environment is) → ``engines`` (builders, kernels, the store) → ``facade``
+(the manager) → ``clients`` (the link to a server) → ``frontends`` (magics, CLI, REST).
+
+Names are imported on first use (PEP 562): every environment kernel runs
+``import jupyter_envs`` at start (``--ext=jupyter_envs``), and must not pay for the builders,
+the store or YAML there.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._sections import DockerSection, PythonSection, Resources
+from ._actions import FacadeActions
 from ._version import __version__
-from .builders import Builder, CancelToken
-from .conda import CondaDependencies
 from .errors import (
     ApiError,
     BackendUnavailableError,
     BuildCancelledError,
     BuildError,
+    ConflictError,
     EnvsError,
+    KernelLaunchError,
     KernelStartError,
     NotFoundError,
     PythonNotFoundError,
     SpecError,
     StoreError,
+    UsageError,
 )
 from .events import LogLine, Progress
-from .manager import BuildResult, EnvManager
-from .spec import Environment
-from .store import Workspace
+from .spec._binding import bind_actions
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
+
+    from .engines.builders import Builder, CancelToken
+    from .engines.store import Workspace
+    from .facade.container import Container
+    from .facade.manager import BuildResult, EnvManager
+    from .spec import CondaDependencies, DockerSection, Environment, PythonSection, Resources
 
 __all__ = [
     "ApiError",
@@ -40,10 +53,13 @@ __all__ = [
     "Builder",
     "CancelToken",
     "CondaDependencies",
+    "ConflictError",
+    "Container",
     "DockerSection",
     "EnvManager",
     "Environment",
     "EnvsError",
+    "KernelLaunchError",
     "KernelStartError",
     "LogLine",
     "NotFoundError",
@@ -53,21 +69,52 @@ __all__ = [
     "Resources",
     "SpecError",
     "StoreError",
+    "UsageError",
     "Workspace",
     "__version__",
     "load_ipython_extension",
 ]
 
+# Where each lazily imported public name lives.
+_LAZY = {
+    "Builder": "engines.builders",
+    "CancelToken": "engines.builders",
+    "Workspace": "engines.store",
+    "Container": "facade.container",
+    "BuildResult": "facade.manager",
+    "EnvManager": "facade.manager",
+    "CondaDependencies": "spec",
+    "DockerSection": "spec",
+    "Environment": "spec",
+    "PythonSection": "spec",
+    "Resources": "spec",
+}
+
+bind_actions(FacadeActions())
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_envs' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    """jupyter_server's hook: the server extension lives in :mod:`jupyter_envs.server`.
+    """jupyter_server's hook: the server extension lives in :mod:`jupyter_envs.frontends.server`.
 
     Imported only when a server loads the extension, so ``import jupyter_envs`` (in kernels,
     where jupyter_server may be missing) never imports jupyter_server or tornado.
     """
-    from .server import JupyterEnvsApp
+    from .frontends.server import JupyterEnvsApp
 
-    return [{"module": "jupyter_envs.server", "app": JupyterEnvsApp}]
+    return [{"module": "jupyter_envs.frontends.server", "app": JupyterEnvsApp}]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
@@ -77,6 +124,6 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext jupyter_envs``: register the ``%%env`` and ``%envs`` magics."""
-    from .magics import register
+    from .frontends.magics import register
 
     register(ipython)

@@ -11,6 +11,9 @@ The tree::
     │   └── BuildCancelledError    a build was cancelled or interrupted
     ├── StoreError                 the registry on disk is unusable or busy
     ├── KernelStartError           an environment's kernel died or did not answer while starting
+    ├── KernelLaunchError          a container kernel could not be started (image, engine, GPU…)
+    ├── UsageError                 bad command-line or magic words (the message has the usage line)
+    ├── ConflictError              a request conflicts with a build's state (cancel a finished one)
     └── ApiError                   the REST API refused a kernel's request (or was unreachable)
 
 Every error reads well when printed: a magic or the CLI prints ``str(error)``, never a traceback.
@@ -25,12 +28,15 @@ __all__ = [
     "BackendUnavailableError",
     "BuildCancelledError",
     "BuildError",
+    "ConflictError",
     "EnvsError",
+    "KernelLaunchError",
     "KernelStartError",
     "NotFoundError",
     "PythonNotFoundError",
     "SpecError",
     "StoreError",
+    "UsageError",
 ]
 
 
@@ -153,6 +159,19 @@ class StoreError(EnvsError):
 
 class KernelStartError(EnvsError):
     """A kernel of a built environment died, or did not answer, while starting."""
+
+
+class UsageError(EnvsError):
+    """Bad command-line or magic words; the message includes the usage line."""
+
+
+class KernelLaunchError(EnvsError):
+    """A container kernel could not be started (missing image, engine, secret, GPU runtime…)."""
+
+
+class ConflictError(EnvsError):
+    """The request conflicts with the state of a build (cancel a finished one, remove while
+    building)."""
 
 
 class ApiError(EnvsError):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_envs import manager
-from jupyter_envs.store import Workspace
+from jupyter_envs.engines.store import Workspace
+from jupyter_envs.facade import manager
 
 # CI sets this so that a test skipped for a missing component (Docker engine, Chromium, ...) fails
 # instead: CI must always run those tests for real. Locally they skip with their reason.

@@ -20,14 +20,14 @@ import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
-from jupyter_envs.activation import (
+from jupyter_envs.errors import SpecError
+from jupyter_envs.frontends.activation import (
     SWITCH_TARGET,
     SwitchTarget,
     lost_variables,
     parse_reference,
     switch_notebook,
 )
-from jupyter_envs.errors import SpecError
 
 pytestmark = pytest.mark.integration
 
@@ -271,9 +271,9 @@ def test_references_and_lost_variables() -> None:
 
 def test_container_kernels_refuse_to_build_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     from jupyter_envs import Environment
+    from jupyter_envs.clients.serverlink import CONTAINER_VAR, container_kernel_problem
     from jupyter_envs.errors import EnvsError
-    from jupyter_envs.manager import get_manager
-    from jupyter_envs.serverlink import CONTAINER_VAR, container_kernel_problem
+    from jupyter_envs.facade.manager import get_manager
 
     assert container_kernel_problem({}) is None
     monkeypatch.setenv(CONTAINER_VAR, "nlp")
@@ -298,8 +298,8 @@ def test_server_link_speaks_http_over_a_unix_socket(tmp_path: Path) -> None:
     """What a container kernel uses: the server's API socket mounted into the container."""
     import socketserver
 
+    from jupyter_envs.clients.serverlink import ServerLink, unix_socket_url
     from jupyter_envs.errors import ApiError
-    from jupyter_envs.serverlink import ServerLink, unix_socket_url
 
     class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         daemon_threads = True

@@ -25,20 +25,20 @@ from typing import Any
 import pytest
 
 from jupyter_envs import Environment
-from jupyter_envs.builders import CancelToken
-from jupyter_envs.builders.docker import DockerBuilder, engine_unavailable_reason
-from jupyter_envs.container import Container
-from jupyter_envs.dockerfile import (
+from jupyter_envs.engines.builders import CancelToken
+from jupyter_envs.engines.builders.docker import DockerBuilder, engine_unavailable_reason
+from jupyter_envs.engines.builders.dockerfile import (
     LABEL_ENV,
     LABEL_SPEC_HASH,
     LABEL_VERSION,
     image_details,
     render_dockerfile,
 )
+from jupyter_envs.engines.store import Workspace
 from jupyter_envs.errors import BackendUnavailableError, BuildCancelledError, BuildError
 from jupyter_envs.events import Event, LogLine
-from jupyter_envs.manager import EnvManager
-from jupyter_envs.store import Workspace
+from jupyter_envs.facade.container import Container
+from jupyter_envs.facade.manager import EnvManager
 from tests import _engine
 
 # Every build here is on this run's own base image (see tests/_engine.py), so the module knows
@@ -157,7 +157,7 @@ def test_build_small_env_then_add_a_package_reuses_layers(workspace: Workspace, 
     assert info["dockerfile"] == render_dockerfile(env)
     # The kernelspec starts the container launcher on this image.
     argv = DockerBuilder().kernel_argv(Path(record.artifact or ""))
-    assert argv[1:5] == ["-m", "jupyter_envs.kernels.launcher", "--image", tag]
+    assert argv[1:5] == ["-m", "jupyter_envs.engines.kernels.launcher", "--image", tag]
     assert any(line.startswith("Step 1/") for line in first.lines)
 
     # Add one package: every layer before the user's requirements comes from the cache.

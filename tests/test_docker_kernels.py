@@ -34,15 +34,15 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_core.utils import ensure_event_loop
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see the module docstring)
 
-from jupyter_envs.errors import BackendUnavailableError
-from jupyter_envs.kernels import (
+from jupyter_envs.engines.kernels import (
     LABEL_KERNEL_ID,
     PROVISIONER_NAME,
     KernelLaunchError,
     docker_kernelspec_fields,
 )
-from jupyter_envs.kernelspec import write_kernelspec
-from jupyter_envs.runtime import KERNEL_SIDE_REQUIREMENTS
+from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
+from jupyter_envs.engines.runtime import KERNEL_SIDE_REQUIREMENTS
+from jupyter_envs.errors import BackendUnavailableError
 from tests import _engine
 
 P = ParamSpec("P")
@@ -178,7 +178,7 @@ def provisioner_registered() -> None:
     if not entry_points(group=KernelProvisionerFactory.GROUP_NAME, name=PROVISIONER_NAME):
         KernelProvisionerFactory.provisioners[PROVISIONER_NAME] = EntryPoint(
             PROVISIONER_NAME,
-            "jupyter_envs.kernels.docker_provisioner:DockerKernelProvisioner",
+            "jupyter_envs.engines.kernels.docker_provisioner:DockerKernelProvisioner",
             KernelProvisionerFactory.GROUP_NAME,
         )
 
@@ -442,7 +442,7 @@ def test_launcher_sigterm_removes_container(
     km = KernelManager()
     km.connection_file = str(conn)
     km.write_connection_file()
-    cmd = [sys.executable, "-m", "jupyter_envs.kernels.launcher", "--image", kernel_image]
+    cmd = [sys.executable, "-m", "jupyter_envs.engines.kernels.launcher", "--image", kernel_image]
     proc = subprocess.Popen([*cmd, "-f", str(conn)], cwd=notebook_dir)
     try:
         deadline = time.monotonic() + 30
@@ -491,7 +491,8 @@ from importlib.metadata import EntryPoint
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 KernelProvisionerFactory.provisioners.setdefault("jupyter-envs-docker", EntryPoint(
-    "jupyter-envs-docker", "jupyter_envs.kernels.docker_provisioner:DockerKernelProvisioner",
+    "jupyter-envs-docker",
+    "jupyter_envs.engines.kernels.docker_provisioner:DockerKernelProvisioner",
     "jupyter_client.kernel_provisioners"))
 km = KernelManager(kernel_name=sys.argv[1])
 km.start_kernel(cwd=sys.argv[2])
@@ -503,7 +504,7 @@ time.sleep(600)
 def test_reaper_removes_orphans(
     kernel_image: str, isolated_jupyter: Path, notebook_dir: Path, docker_client: Any
 ) -> None:
-    from jupyter_envs.kernels.reaper import gc, reap_orphans
+    from jupyter_envs.engines.kernels.reaper import gc, reap_orphans
 
     name = make_kernelspec(isolated_jupyter, kernel_image)
     # A live kernel of this process must survive the reaper.
@@ -536,8 +537,8 @@ def test_another_servers_kernel_containers_are_left_alone(
 ) -> None:
     """A developer's own server may run container kernels on the engine the suite uses: the
     suite's kernels, its leak checks, the reaper and gc must leave those running."""
-    from jupyter_envs.kernels import LABEL_SERVER_HOST, LABEL_SERVER_PID
-    from jupyter_envs.kernels.reaper import gc
+    from jupyter_envs.engines.kernels import LABEL_SERVER_HOST, LABEL_SERVER_PID
+    from jupyter_envs.engines.kernels.reaper import gc
 
     other_server = subprocess.Popen(["sleep", "600"])  # alive, and not this process
     foreign = docker_client.containers.run(

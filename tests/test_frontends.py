@@ -9,8 +9,8 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.testing.globalipapp import start_ipython
 
 from jupyter_envs import Environment, Workspace
-from jupyter_envs.cli import main
 from jupyter_envs.errors import SpecError
+from jupyter_envs.frontends.cli import main
 
 
 def test_cli_create_list_show_export_remove(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from jupyter_envs import pipconfig
+from jupyter_envs.engines.builders import pipconfig
+from jupyter_envs.engines.builders.pythons import find_interpreters, select_interpreter
 from jupyter_envs.errors import PythonNotFoundError, SpecError
-from jupyter_envs.pythons import find_interpreters, select_interpreter
 
 
 def test_default_interpreter_matches_running_python() -> None:

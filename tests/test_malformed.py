@@ -25,7 +25,7 @@ from jupyter_envs import (
     SpecError,
     Workspace,
 )
-from jupyter_envs.cli import main
+from jupyter_envs.frontends.cli import main
 
 Run = Callable[[Workspace, Path], object]
 

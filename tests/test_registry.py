@@ -256,7 +256,7 @@ def test_deleted_artifact_is_rebuilt_not_reused(workspace: Workspace) -> None:
 
 
 def test_a_venv_without_its_interpreter_cannot_be_reused(tmp_path: Path) -> None:
-    from jupyter_envs.builders.uv import UvBuilder
+    from jupyter_envs.engines.builders.uv import UvBuilder
 
     venv = tmp_path / "v1"
     (venv / "bin").mkdir(parents=True)
@@ -291,7 +291,7 @@ def test_export_formats(workspace: Workspace) -> None:
 
 
 def test_curated_environments_build_by_name(workspace: Workspace) -> None:
-    from jupyter_envs import curated
+    from jupyter_envs.spec import curated
 
     assert {"minimal", "scientific", "ml-cpu"} <= set(curated.names())
     env = curated.get("scientific")

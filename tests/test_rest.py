@@ -33,20 +33,21 @@ from tornado.httpclient import HTTPResponse
 from traitlets.config import Config
 
 import jupyter_envs
-from jupyter_envs import EnvManager, builders
-from jupyter_envs.builders import BuildOutput, BuildRequest, FakeBuilder
-from jupyter_envs.errors import ApiError, BuildCancelledError, BuildError
-from jupyter_envs.events import Event, LogLine, Progress
-from jupyter_envs.remote import RemoteBuilds
-from jupyter_envs.server import JupyterEnvsApp
-from jupyter_envs.serverlink import (
+from jupyter_envs import EnvManager
+from jupyter_envs.clients.remote import RemoteBuilds
+from jupyter_envs.clients.serverlink import (
     API_SOCKET_VAR,
     API_TOKEN_VAR,
     API_URL_VAR,
     ServerLink,
     unix_socket_url,
 )
-from jupyter_envs.spec import Environment
+from jupyter_envs.engines import builders
+from jupyter_envs.engines.builders import BuildOutput, BuildRequest, FakeBuilder
+from jupyter_envs.errors import ApiError, BuildCancelledError, BuildError
+from jupyter_envs.events import Event, LogLine, Progress
+from jupyter_envs.frontends.server import JupyterEnvsApp
+from jupyter_envs.spec._environment import Environment
 
 P = ParamSpec("P")
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -558,7 +559,7 @@ def test_shipped_config_enables_the_extension() -> None:
     )
     assert config == {"ServerApp": {"jpserver_extensions": {"jupyter_envs": True}}}
     points = jupyter_envs._jupyter_server_extension_points()
-    assert points == [{"module": "jupyter_envs.server", "app": JupyterEnvsApp}]
+    assert points == [{"module": "jupyter_envs.frontends.server", "app": JupyterEnvsApp}]
 
 
 # -- the kernel side's access: scoped token, switching a session --------------------------------
@@ -897,7 +898,7 @@ def test_sockets_of_dead_servers_are_removed(tmp_path: Path) -> None:
     import socket
     import subprocess
 
-    from jupyter_envs.server._unixsocket import _remove_stale
+    from jupyter_envs.frontends.server._unixsocket import _remove_stale
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -1,0 +1,83 @@
+"""The ordered list of builders and the ``detect()`` chain that picks one for a spec.
+
+Order: docker → conda → venv. The first builder whose ``detect`` matches wins; ``venv`` matches
+anything left, so it is last. Third-party builders register in the ``jupyter_envs.builders``
+entry-point group: one with the name of a built-in replaces it in place, a new name is tried
+just before ``venv``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
+
+from ...errors import BackendUnavailableError, EnvsError
+from ._process import CancelToken
+from .base import Builder, BuildOutput, BuildRequest
+from .docker import DockerBuilder
+from .fake import FakeBuilder
+from .planned import CondaPlaceholder
+from .uv import UvBuilder
+
+if TYPE_CHECKING:
+    from ...spec._environment import Environment
+
+__all__ = [
+    "BuildOutput",
+    "BuildRequest",
+    "Builder",
+    "CancelToken",
+    "DockerBuilder",
+    "FakeBuilder",
+    "UvBuilder",
+    "available_builders",
+    "choose_builder",
+    "get_builder",
+]
+
+ENTRY_POINT_GROUP = "jupyter_envs.builders"
+
+
+@lru_cache(maxsize=1)
+def available_builders() -> tuple[Builder, ...]:
+    """Every builder in detect order (built-ins, with entry-point plug-ins merged in)."""
+    # DockerBuilder imports the docker SDK only when used: without the SDK or a running engine
+    # it still detects Docker specs and its unavailable_reason() says which is missing.
+    chain: list[Builder] = [DockerBuilder(), CondaPlaceholder(), UvBuilder()]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value.startswith("jupyter_envs."):
+            continue  # our own, already in the chain
+        try:
+            builder = ep.load()()
+        except Exception as exc:  # a broken plug-in must not break the built-ins
+            raise EnvsError(
+                f"builder plug-in '{ep.name}' ({ep.value}) failed to load: {exc}"
+            ) from exc
+        names = [b.name for b in chain]
+        if builder.name in names:
+            chain[names.index(builder.name)] = builder
+        else:
+            chain.insert(len(chain) - 1, builder)
+    # The fake is never detected; it is chosen only by an explicit backend="fake".
+    chain.append(FakeBuilder())
+    return tuple(chain)
+
+
+def choose_builder(env: Environment) -> Builder:
+    """The builder for ``env``: the one it names, else the first whose ``detect`` matches."""
+    if env.backend_named:
+        return get_builder(env.backend_named)
+    for builder in available_builders():
+        if builder.detect(env):
+            return builder
+    raise BackendUnavailableError(env.kind, "no builder accepts this spec")
+
+
+def get_builder(name: str) -> Builder:
+    """The builder called ``name``; unknown names fail with the list of known ones."""
+    for builder in available_builders():
+        if builder.name == name:
+            return builder
+    known = ", ".join(b.name for b in available_builders())
+    raise BackendUnavailableError(name, f"no builder of that name is installed (known: {known})")

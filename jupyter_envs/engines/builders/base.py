@@ -1,0 +1,103 @@
+"""The builder contract.
+
+A builder turns an :class:`~jupyter_envs.Environment` into an artifact (a venv prefix, a conda
+prefix, an image) and says how to start a kernel in it. Builders are plug-ins: the built-ins plus
+any registered under the ``jupyter_envs.builders`` entry-point group, tried in order; the first
+whose :meth:`Builder.detect` matches builds the spec.
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ...events import Event
+from ._process import CancelToken
+
+if TYPE_CHECKING:
+    from ...spec._environment import Environment
+
+__all__ = ["BuildOutput", "BuildRequest", "Builder"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What the manager hands a builder.
+
+    ``staging`` is an empty directory the builder owns; the manager moves it into place only
+    after :meth:`Builder.build` returns, so a builder never writes to a registered location.
+    """
+
+    env: Environment
+    staging: Path
+    cancel: CancelToken
+    runtime_dir: Path
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    """What a successful build produced."""
+
+    lock: str
+    python_version: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def missing_directory(artifact: Path) -> str | None:
+    """Says so when an artifact's directory is gone (the check every builder starts with)."""
+    if not artifact.is_dir():
+        return f"its directory {artifact} is gone"
+    return None
+
+
+class Builder(ABC):
+    """One way of building environments. Subclasses set :attr:`name`."""
+
+    #: Backend name used in specs (``backend=...``), the registry and kernelspec metadata.
+    name: ClassVar[str]
+
+    @abstractmethod
+    def detect(self, env: Environment) -> bool:
+        """Called by the detect chain in order; True if this builder should build ``env``."""
+
+    def unavailable_reason(self) -> str | None:
+        """Called before a build; a reason string when this builder cannot run on this machine."""
+        return None
+
+    @abstractmethod
+    def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
+        """Build into ``request.staging``, yielding log lines and progress as they happen.
+
+        Called by the manager with the per-name build lock held. Must check
+        ``request.cancel`` (or run commands through ``run_streaming``, which does) and raise
+        :class:`~jupyter_envs.errors.BuildError` on failure; the manager removes the staging
+        directory whatever happens.
+        """
+
+    @abstractmethod
+    def kernel_argv(self, artifact: Path) -> list[str]:
+        """The kernelspec ``argv`` for an artifact at its final location."""
+
+    def kernelspec_fields(
+        self, artifact: Path, env: Environment, version: int, spec_hash: str
+    ) -> dict[str, Any]:
+        """Overrides for the kernelspec of a built version: ``argv``, ``interrupt_mode``,
+        ``metadata`` (merged). The default runs :meth:`kernel_argv` as a local process.
+        """
+        return {"argv": self.kernel_argv(artifact)}
+
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """Why a registered artifact can no longer be used (deleted behind our back), or None.
+
+        Called on every cache hit, so it must be cheap: no subprocess. When it answers, the
+        manager rebuilds instead of handing out a version that cannot start.
+        """
+        return missing_directory(artifact)
+
+    def remove(self, artifact: Path) -> None:
+        """Delete an artifact; called when a version is removed."""
+        shutil.rmtree(artifact, ignore_errors=True)

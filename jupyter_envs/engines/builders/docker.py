@@ -1,0 +1,532 @@
+"""Docker images built from a spec with the engine's (legacy) builder, through the docker SDK.
+
+Everything here blocks (the SDK is synchronous): builders run in worker threads, never in an
+event loop. The engine is found by ``docker.from_env()``, so ``DOCKER_HOST`` is respected.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import queue
+import re
+import shutil
+import sys
+import threading
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import BackendUnavailableError, BuildCancelledError, BuildError
+from ...events import Event, LogLine, Progress
+from ._process import CancelToken
+from .base import Builder, BuildOutput, BuildRequest
+from .dockerfile import BuildPlan, mask_secrets, prepare_context
+
+if TYPE_CHECKING:
+    import docker
+
+    from ...spec._environment import Environment
+
+__all__ = ["DockerBuilder", "build_image", "docker_client", "engine_unavailable_reason"]
+
+IMAGE_JSON = "image.json"
+LABEL_ROLE = "jupyter-envs.role"
+TAIL_LINES = 30
+# The engine answers a ping in milliseconds; a hung socket must not hang a build request.
+_PING_TIMEOUT = 10
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_RUNNING_IN = re.compile(r"^---> Running in ([0-9a-f]{12,64})")
+_LAYER = re.compile(r"^---> ([0-9a-f]{12,64})$")
+# The legacy builder colours a step's stderr red.
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_BUILT = re.compile(r"^Successfully built ([0-9a-f]{12,64})")
+# Reported by the engine when a FROM image is neither local nor pullable.
+_PULL_FAILURE = re.compile(
+    r"pull access denied|manifest unknown|not found: manifest|repository does not exist|"
+    r"no such host|dial tcp|i/o timeout|TLS handshake|connection refused",
+    re.IGNORECASE,
+)
+
+
+def docker_client(timeout: int | None = None) -> docker.DockerClient:
+    """A client for the engine ``docker.from_env()`` finds; BackendUnavailableError if none."""
+    reason, client = _connect(timeout or _PING_TIMEOUT)
+    if client is None:
+        raise BackendUnavailableError("docker", reason or "unknown reason")
+    return client
+
+
+def _connect(timeout: int) -> tuple[str | None, docker.DockerClient | None]:
+    try:
+        import docker
+    except ImportError:
+        return (
+            "the Python 'docker' package (docker SDK >= 7) is not installed: pip install docker",
+            None,
+        )
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as exc:  # DockerException, requests errors, socket errors alike
+        return (
+            f"the Docker engine is not reachable ({_one_line(exc)}); start it (dockerd) or set "
+            "DOCKER_HOST",
+            None,
+        )
+    # Builds stream for minutes: no read timeout once connected.
+    client.api.timeout = None
+    return None, client
+
+
+def engine_unavailable_reason() -> str | None:
+    """Why Docker builds cannot run here (SDK missing, engine unreachable), or None."""
+    reason, client = _connect(_PING_TIMEOUT)
+    if client is not None:
+        client.close()
+    return reason
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """The result of :func:`build_image`."""
+
+    id: str
+    tag: str
+
+
+def _ensure_base_image(
+    client: docker.DockerClient, image: str, env_name: str | None
+) -> Iterator[LogLine]:
+    import docker.errors
+
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    yield LogLine(f"Base image {image} is not on this machine; pulling it")
+    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    try:
+        for item in client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+            if "error" in item:
+                raise BuildError(
+                    f"the base image '{image}' does not exist locally and cannot be pulled: "
+                    f"{item['error']}",
+                    env=env_name,
+                )
+            status = " ".join(str(item.get(k, "")) for k in ("id", "status", "progress"))
+            if item.get("status") and "progress" not in item:
+                yield LogLine(status.strip(), "stdout")
+    except docker.errors.APIError as exc:
+        raise BuildError(
+            f"the base image '{image}' does not exist locally and cannot be pulled: "
+            f"{exc.explanation or exc}",
+            env=env_name,
+        ) from exc
+
+
+def build_image(
+    client: docker.DockerClient,
+    plan: BuildPlan,
+    cancel: CancelToken,
+    *,
+    env_name: str | None = None,
+) -> Generator[Event, None, BuiltImage]:
+    """Build ``plan`` with the engine, yielding every output line and per-step progress.
+
+    Output is read in a helper thread so that cancelling is prompt even while a step prints
+    nothing: on cancel the running step's container is killed (the legacy builder has no cancel
+    call; a killed RUN ends the build, and ``forcerm`` removes its container), and
+    :class:`BuildCancelledError` is raised once the engine has let go.
+    """
+    for note in plan.notes:
+        yield LogLine(f"Note: {note}")
+    if plan.base_image is not None:
+        yield from _ensure_base_image(client, plan.base_image, env_name)
+    if cancel.cancelled:
+        raise BuildCancelledError("cancelled before it started", env=env_name)
+    items: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+    running: list[str] = []
+    stop = threading.Event()
+
+    def kill_running() -> None:
+        for cid in list(running):
+            with contextlib.suppress(Exception):
+                client.api.kill(cid)
+
+    def read() -> None:
+        try:
+            stream = client.api.build(
+                path=str(plan.context),
+                tag=plan.tag,
+                rm=True,
+                forcerm=True,  # remove the intermediate container of a failed step too
+                pull=False,
+                decode=True,
+                buildargs=plan.buildargs,
+            )
+            for item in stream:
+                text = str(item.get("stream", ""))
+                match = _RUNNING_IN.match(text.strip())
+                if match:
+                    running[:] = [match.group(1)]
+                    if stop.is_set():
+                        kill_running()
+                items.put(item)
+        except BaseException as exc:
+            items.put(exc)
+        finally:
+            items.put(None)
+
+    reader = threading.Thread(target=read, name="jupyter-envs-docker-build", daemon=True)
+    reader.start()
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    step = ""
+    step_no = 0
+    image_id: str | None = None
+    stage_images: list[str] = []  # the last layer of each finished stage
+    last_layer: str | None = None
+    buffer = ""
+    try:
+        while True:
+            try:
+                item = items.get(timeout=0.2)
+            except queue.Empty:
+                if cancel.cancelled and not stop.is_set():
+                    stop.set()
+                    kill_running()
+                continue
+            if cancel.cancelled and not stop.is_set():
+                stop.set()
+                kill_running()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise _api_error(item, plan, env_name, list(tail)) from item
+            if "error" in item:
+                if stop.is_set():
+                    continue  # the step we killed; the cancel is reported below
+                raise _step_error(str(item["error"]), step, step_no, plan, env_name, list(tail))
+            if "aux" in item and isinstance(item["aux"], dict) and "ID" in item["aux"]:
+                image_id = str(item["aux"]["ID"])
+            buffer += str(item.get("stream", ""))
+            while "\n" in buffer:
+                raw, buffer = buffer.split("\n", 1)
+                line = mask_secrets(_ANSI.sub("", raw).rstrip("\r"), plan.secrets)
+                tail.append(line)
+                yield LogLine(line, "stdout")
+                stripped = line.strip()
+                if (m := _STEP.match(stripped)) is not None:
+                    step_no, total = int(m.group(1)), int(m.group(2))
+                    step = m.group(3)
+                    if step.upper().startswith("FROM ") and last_layer is not None:
+                        stage_images.append(last_layer)
+                    yield Progress(
+                        "build", 0.05 + 0.8 * (step_no - 1) / total, f"step {step_no}/{total}"
+                    )
+                elif (m := _LAYER.match(stripped)) is not None:
+                    last_layer = m.group(1)
+                elif (m := _BUILT.match(stripped)) is not None:
+                    image_id = image_id or m.group(1)
+    finally:
+        if reader.is_alive():
+            stop.set()
+            kill_running()
+            # Wait for the engine to let go, so no build container outlives us.
+            reader.join(timeout=30)
+    if cancel.cancelled:
+        raise BuildCancelledError(
+            f"the image build was cancelled at step {step_no}", env=env_name, log_tail=list(tail)
+        )
+    if image_id is None:
+        raise BuildError("the engine reported no image id", env=env_name, log_tail=list(tail))
+    _drop_private_stages(client, plan, stage_images)
+    return BuiltImage(id=image_id, tag=plan.tag)
+
+
+def _drop_private_stages(
+    client: docker.DockerClient, plan: BuildPlan, stage_images: list[str]
+) -> None:
+    """Remove the install stage of a build with index credentials (its history holds them)."""
+    if not plan.private_stages:
+        return
+    # Stages in order: jenv-base, jenv-install, final. The install stage ends where the final
+    # stage's FROM begins: the second recorded stage end.
+    for image in stage_images[1:2]:
+        with contextlib.suppress(Exception):
+            client.images.remove(image, force=True)
+
+
+def _step_error(
+    error: str,
+    step: str,
+    step_no: int,
+    plan: BuildPlan,
+    env_name: str | None,
+    tail: list[str],
+) -> BuildError:
+    error = mask_secrets(error.strip(), plan.secrets)
+    if step.upper().startswith("FROM ") and _PULL_FAILURE.search(error):
+        image = step.split()[1] if len(step.split()) > 1 else step
+        return BuildError(
+            f"the base image '{image}' does not exist locally and cannot be pulled: {error}",
+            env=env_name,
+            log_tail=tail,
+        )
+    where = f"step {step_no} ({_short(step)})" if step else "the build"
+    return BuildError(f"{where} failed: {error}", env=env_name, log_tail=tail)
+
+
+def _short(step: str) -> str:
+    first = step.split("\\")[0].strip()
+    return first if len(first) <= 120 else first[:117] + "..."
+
+
+def _api_error(
+    exc: BaseException, plan: BuildPlan, env_name: str | None, tail: list[str]
+) -> BuildError:
+    text = mask_secrets(_one_line(exc), plan.secrets)
+    return BuildError(f"the Docker engine failed the build: {text}", env=env_name, log_tail=tail)
+
+
+_INSPECT_SCRIPT = (
+    "import platform, importlib.metadata as m\n"
+    "print(platform.python_version())\n"
+    "seen = {}\n"
+    "for d in m.distributions():\n"
+    "    name = d.metadata['Name']\n"
+    "    if name: seen.setdefault(name.lower(), f'{name}=={d.version}')\n"
+    "print('\\n'.join(sorted(seen.values(), key=str.lower)))\n"
+)
+
+
+def inspect_python(
+    client: docker.DockerClient, image: str, python: str, env_name: str | None = None
+) -> tuple[str, str]:
+    """(Python version, freeze-style lock) of the kernel interpreter in ``image``.
+
+    One throwaway container, without network; removed whatever happens.
+    """
+    out, code = run_in_image(client, image, [python, "-c", _INSPECT_SCRIPT])
+    if code != 0:
+        raise BuildError(
+            f"the built image cannot run its kernel interpreter {python} (exit status {code})",
+            env=env_name,
+            log_tail=out.splitlines()[-TAIL_LINES:],
+        )
+    version, _, lock = out.partition("\n")
+    return version.strip(), lock.strip() + "\n"
+
+
+def run_in_image(
+    client: docker.DockerClient,
+    image: str,
+    command: list[str] | str | None,
+    *,
+    environment: dict[str, str] | None = None,
+    tty: bool = False,
+    network: bool = False,
+) -> tuple[str, int]:
+    """Run ``command`` in a new container of ``image``; its output and exit status.
+
+    The container is labelled and always removed, even when waiting is interrupted.
+    """
+    container = client.containers.create(
+        image,
+        command=command,
+        environment=environment or {},
+        tty=tty,
+        network_disabled=not network,
+        labels={LABEL_ROLE: "run"},
+    )
+    try:
+        container.start()
+        result = container.wait()
+        out = container.logs(stdout=True, stderr=True)
+        return out.decode(errors="replace"), int(result.get("StatusCode", 1))
+    finally:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+class DockerBuilder(Builder):
+    """Builds an image per spec version: ``jupyter-envs/<name>:<hash prefix>``.
+
+    Chosen for specs with Docker settings (base image, Dockerfile, apt packages) or an image.
+    The artifact directory holds ``image.json`` (image id, tag, Dockerfile) and the Dockerfile;
+    the image itself lives in the engine.
+    """
+
+    name = "docker"
+
+    def detect(self, env: Environment) -> bool:
+        """Any Docker setting, or a prebuilt image."""
+        return env.docker.enabled or bool(env.image)
+
+    def unavailable_reason(self) -> str | None:
+        """The SDK must be installed and the engine must answer a ping."""
+        return engine_unavailable_reason()
+
+    def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
+        """Render → build (streamed) → inspect the kernel interpreter → write image.json."""
+        env = request.env
+        client = docker_client()
+        try:
+            yield Progress("dockerfile", 0.01, "writing the Dockerfile")
+            context = request.staging.parent / f"{request.staging.name}.context"
+            try:
+                plan = prepare_context(env, context, runtime_dir=request.runtime_dir)
+                request.staging.mkdir(parents=True, exist_ok=True)
+                (request.staging / "Dockerfile").write_text(plan.dockerfile)
+                if plan.buildargs:
+                    names = ", ".join(sorted(plan.buildargs))
+                    yield LogLine(f"Build args from the host configuration: {names}")
+                image = yield from build_image(client, plan, request.cancel, env_name=env.name)
+            finally:
+                shutil.rmtree(context, ignore_errors=True)
+            yield Progress("lock", 0.9, "recording the installed packages")
+            version, lock = inspect_python(client, image.tag, plan.python, env.name)
+            details = {
+                "image_id": image.id,
+                "tag": image.tag,
+                "python": plan.python,
+                "base_image": plan.base_image,
+                "dockerfile": plan.dockerfile,
+            }
+            (request.staging / IMAGE_JSON).write_text(json.dumps(details, indent=1) + "\n")
+            yield LogLine(f"Built image {image.tag} ({image.id}) with Python {version}")
+            return BuildOutput(
+                lock=lock,
+                python_version=version,
+                details={k: v for k, v in details.items() if k != "dockerfile"},
+            )
+        finally:
+            client.close()
+
+    def kernel_argv(self, artifact: Path) -> list[str]:
+        """The container launcher, run by the host's Python, for the version's image."""
+        return [
+            sys.executable,
+            "-m",
+            "jupyter_envs.engines.kernels.launcher",
+            "--image",
+            read_image_json(artifact)["tag"],
+            "-f",
+            "{connection_file}",
+        ]
+
+    def kernelspec_fields(
+        self, artifact: Path, env: Environment, version: int, spec_hash: str
+    ) -> dict[str, Any]:
+        """Run the kernel in a container through the ``jupyter-envs-docker`` provisioner.
+
+        The ``argv`` is the same container through the foreground launcher, for clients that
+        ignore provisioners. Resources, env vars and secret *names* travel in the kernelspec;
+        secret values are read each time a kernel starts.
+        """
+        from ..kernels import docker_kernelspec_fields
+
+        resources = env.resources
+        return docker_kernelspec_fields(
+            read_image_json(artifact)["tag"],
+            env=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            cpu=resources.cpu,
+            memory=resources.memory,
+            gpu=resources.gpu or None,
+            secrets=list(env.secrets),
+            env_vars=dict(env.env_vars),
+        )
+
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """The image must still be on the engine (``docker rmi``, ``docker system prune``).
+
+        One API call over the engine's socket. Without an engine the image cannot be checked
+        (nor rebuilt): the version counts as usable and its kernel reports the engine's absence.
+        """
+        problem = super().artifact_problem(artifact)
+        if problem is not None:
+            return problem
+        try:
+            info = read_image_json(artifact)
+        except BuildError as exc:
+            return str(exc)
+        _reason, client = _connect(_PING_TIMEOUT)
+        if client is None:
+            return None
+        import docker.errors
+
+        try:
+            image = client.images.get(info["tag"])
+        except docker.errors.ImageNotFound:
+            return f"its image {info['tag']} is no longer on the Docker engine"
+        except docker.errors.APIError:
+            return None
+        finally:
+            client.close()
+        if info.get("image_id") and image.id != info["image_id"]:
+            return f"its tag {info['tag']} now names another image ({image.short_id})"
+        return None
+
+    def remove(self, artifact: Path) -> None:
+        """Remove the version's image tag (kept while another version uses the same image)."""
+        try:
+            info = read_image_json(artifact)
+        except BuildError:
+            info = {}
+        tag, image_id = info.get("tag"), info.get("image_id")
+        shared = False
+        if artifact.parent.is_dir():
+            for sibling in artifact.parent.iterdir():
+                if sibling == artifact or not (sibling / IMAGE_JSON).is_file():
+                    continue
+                with contextlib.suppress(BuildError):
+                    other = read_image_json(sibling)
+                    shared = shared or other.get("tag") == tag or other.get("image_id") == image_id
+        if tag:
+            _remove_tag(tag, image_id, shared)
+        shutil.rmtree(artifact, ignore_errors=True)
+
+
+def _remove_tag(tag: str, image_id: str | None, shared: bool) -> None:
+    _reason, client = _connect(_PING_TIMEOUT)
+    if client is None:
+        return  # nothing to remove without an engine; the directory still goes
+    import docker.errors
+
+    try:
+        try:
+            current: str | None = client.images.get(tag).id
+        except docker.errors.ImageNotFound:
+            current = None
+        if image_id and current != image_id:
+            # A forced rebuild moved the tag to a newer image: ours is left untagged. Removing
+            # it by id fails harmlessly if something else still refers to it.
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(image_id)
+        elif current is not None and not shared:
+            client.images.remove(tag)
+    except docker.errors.APIError:
+        pass  # in use by a running kernel's container: the tag stays until it is removed
+    finally:
+        client.close()
+
+
+def read_image_json(artifact: Path) -> dict[str, Any]:
+    """The ``image.json`` of an artifact directory."""
+    try:
+        data = json.loads((artifact / IMAGE_JSON).read_text())
+    except (OSError, ValueError) as exc:
+        raise BuildError(f"{artifact / IMAGE_JSON} is missing or unreadable: {exc}") from exc
+    if not isinstance(data, dict) or "tag" not in data:
+        raise BuildError(f"{artifact / IMAGE_JSON} names no image")
+    return data

@@ -1,0 +1,477 @@
+"""Render the Dockerfile of an environment, and prepare its build context.
+
+The generated Dockerfile is laid out for the layer cache, slowest and least changing first::
+
+    FROM base image            (or the user's Dockerfile text, verbatim)
+    COPY build CA bundle        only when the host has one (TLS-intercepting proxies)
+    RUN  apt-get install …      one layer, packages sorted
+    RUN  python3 -m venv /opt/jenv && pip install uv
+    RUN  uv pip install <kernel-side requirements>
+    RUN  uv pip install <user requirements> <kernel-side requirements>   (sorted, one layer)
+    COPY the jupyter_envs package; RUN .pth into the environment
+    ENV  env_vars;  LABEL jupyter-envs.*
+
+The kernel-side requirements (ipykernel …) get their own layer *before* the user's requirements:
+they are the bulk of the download and never change, so adding one package to a spec reruns only
+the small last install. That layer lists them again, so the resolver sees the user's pins and the
+kernel's needs together (a user pin of e.g. ``traitlets`` still wins or fails loudly).
+
+Index settings (host pip config and the spec's ``pip_options``) reach the build as build args,
+never as Dockerfile text. The legacy builder writes build args into the image history, so when any
+of them carries credentials the Python environment is installed in a separate stage and only
+``/opt/jenv`` is copied into the final image: its history never sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..._version import __version__
+from ...errors import BuildError
+from ..runtime import KERNEL_SIDE_REQUIREMENTS
+from . import pipconfig
+
+if TYPE_CHECKING:
+    from ...spec._environment import Environment
+
+__all__ = [
+    "BASE_IMAGE_ENV",
+    "DEFAULT_BASE_IMAGE",
+    "LABEL_ENV",
+    "LABEL_PYTHON",
+    "LABEL_SPEC_HASH",
+    "LABEL_VERSION",
+    "VENV_PATH",
+    "BuildPlan",
+    "default_base_image",
+    "image_details",
+    "image_tag",
+    "mask_secrets",
+    "prepare_context",
+    "render_dockerfile",
+]
+
+#: The base image for specs that name none (overridden by ``JUPYTER_ENVS_DEFAULT_BASE_IMAGE``).
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+BASE_IMAGE_ENV = "JUPYTER_ENVS_DEFAULT_BASE_IMAGE"
+#: Where the generated Dockerfile makes the environment's venv.
+VENV_PATH = "/opt/jenv"
+#: Where the jupyter_envs package (kernel side) is copied in the image.
+RUNTIME_PATH = "/opt/jupyter-envs/runtime"
+# Build-time only: removed in the last RUN step (it stays hidden in its COPY layer, which is fine:
+# it is the public CA bundle of this host, not a secret).
+_BUILD_DIR = "/opt/jupyter-envs/build"
+_CA_NAME = "jenv-build/ca.crt"
+_RUNTIME_CONTEXT = "jenv-build/runtime"
+
+LABEL_ENV = "jupyter-envs.env"
+LABEL_VERSION = "jupyter-envs.version"
+LABEL_SPEC_HASH = "jupyter-envs.spec-hash"
+#: The interpreter a kernel in the image must run (the container launcher reads it).
+LABEL_PYTHON = "jupyter-envs.python"
+
+# pip option → (pip variable, uv variable); both tools read their settings from the environment,
+# so the values travel as build args and never appear in the Dockerfile text.
+_INDEX_ARGS = {
+    "index-url": ("PIP_INDEX_URL", "UV_DEFAULT_INDEX"),
+    "extra-index-url": ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
+    "find-links": ("PIP_FIND_LINKS", "UV_FIND_LINKS"),
+    "trusted-host": ("PIP_TRUSTED_HOST", "UV_INSECURE_HOST"),
+}
+_ARG_NAMES = (
+    *(name for pair in _INDEX_ARGS.values() for name in pair),
+    "UV_INDEX_STRATEGY",
+)
+# Docker's predefined proxy build args: usable in RUN without an ARG line, and then kept out of
+# the image history (so proxy credentials never reach it).
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
+_CREDENTIALS = re.compile(r"(://)([^/@\s]+)@")
+
+
+def default_base_image() -> str:
+    """``JUPYTER_ENVS_DEFAULT_BASE_IMAGE`` if set, else :data:`DEFAULT_BASE_IMAGE`."""
+    return os.environ.get(BASE_IMAGE_ENV, "").strip() or DEFAULT_BASE_IMAGE
+
+
+def image_tag(env: Environment) -> str:
+    """The tag a build of ``env`` gets: ``jupyter-envs/<name>:<spec hash prefix>``."""
+    return f"jupyter-envs/{env.name}:{env.spec_hash[:12]}"
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with URL credentials and each of ``secrets`` replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Index settings for the build, split into what may be seen and what may not."""
+
+    buildargs: dict[str, str]
+    secrets: tuple[str, ...]
+    notes: tuple[str, ...]
+    ca_file: Path | None
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.secrets)
+
+
+def _index_settings(env: Environment, environ: dict[str, str] | None = None) -> _Settings:
+    host = dict(os.environ if environ is None else environ)
+    settings = pipconfig.pip_settings(host)
+    notes: list[str] = []
+    values: dict[str, list[str]] = {}
+    for name in _INDEX_ARGS:
+        if settings.get(name):
+            values[name] = settings[name].split()
+    # The spec's own options come after the host's: --index-url replaces, the others add.
+    for option in env.pip_options:
+        opt, _, value = option.partition(" ")
+        name = opt.removeprefix("--")
+        if name not in _INDEX_ARGS:
+            continue
+        if name == "index-url":
+            values[name] = [value.strip()]
+        else:
+            values.setdefault(name, []).append(value.strip())
+    if "constraint" in settings:
+        notes.append("the host pip 'constraint' file is not used inside the image build")
+    # Directories and file:// indexes on the host do not exist inside the build container.
+    for name in ("index-url", "extra-index-url", "find-links"):
+        items = values.get(name, [])
+        local = [v for v in items if not v.startswith(("http://", "https://"))]
+        if local:
+            notes.append(
+                f"{name} on the host's disk is not visible to the image build, skipped: "
+                + " ".join(local)
+            )
+            values[name] = [v for v in items if v not in local]
+    buildargs: dict[str, str] = {}
+    for name, items in values.items():
+        if items:
+            joined = " ".join(items)
+            for var in _INDEX_ARGS[name]:
+                buildargs[var] = joined
+    if "UV_EXTRA_INDEX_URL" in buildargs:
+        # As pip does: best version across every index (see pipconfig.uv_environment).
+        buildargs["UV_INDEX_STRATEGY"] = "unsafe-best-match"
+    secrets = tuple(
+        sorted({m.group(2) for v in buildargs.values() for m in _CREDENTIALS.finditer(v)})
+    )
+    for var in _PROXY_VARS:
+        for spelled in (var, var.lower()):
+            if host.get(spelled):
+                buildargs[spelled] = host[spelled]
+                secrets += tuple(m.group(2) for m in _CREDENTIALS.finditer(host[spelled]))
+    ca = settings.get("cert") or host.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
+    ca_file = Path(ca) if Path(ca).is_file() else None
+    return _Settings(buildargs, tuple(dict.fromkeys(secrets)), tuple(notes), ca_file)
+
+
+def _index_credentials(settings: _Settings) -> bool:
+    # Proxy credentials travel in predefined args, which never reach the history: only the
+    # index settings force the separate install stage.
+    return any(
+        _CREDENTIALS.search(v) for k, v in settings.buildargs.items() if k.upper() in _ARG_NAMES
+    )
+
+
+def _kernel_python(env: Environment) -> str:
+    if env.python.user_managed_dependencies:
+        return env.python.interpreter_path or "/usr/bin/python3"
+    return f"{VENV_PATH}/bin/python"
+
+
+def _quote_lines(items: list[str], indent: str = "        ") -> str:
+    return " \\\n".join(indent + shlex.quote(item) for item in items)
+
+
+def _tls_exports(with_ca: bool) -> str:
+    if not with_ca:
+        return ""
+    ca = f"{_BUILD_DIR}/ca.crt"
+    # uv and most tools read SSL_CERT_FILE, pip reads PIP_CERT, requests REQUESTS_CA_BUNDLE;
+    # set on the RUN line only: the image's runtime environment is untouched.
+    return f"export SSL_CERT_FILE={ca} PIP_CERT={ca} REQUESTS_CA_BUNDLE={ca}; "
+
+
+def _last_user(dockerfile: str) -> str | None:
+    user = None
+    for line in dockerfile.splitlines():
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2 and parts[0].upper() == "USER":
+            user = parts[1].strip()
+    return user
+
+
+def _name_last_stage(dockerfile: str, default: str) -> tuple[str, str]:
+    """Give the last ``FROM`` of a user Dockerfile a stage name (reused if it has one)."""
+    lines = dockerfile.rstrip("\n").splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        words = lines[i].split()
+        if words and words[0].upper() == "FROM":
+            if len(words) >= 4 and words[-2].upper() == "AS":
+                return dockerfile, words[-1]
+            lines[i] = lines[i].rstrip() + f" AS {default}"
+            return "\n".join(lines) + "\n", default
+    return dockerfile, default
+
+
+def render_dockerfile(env: Environment, *, environ: dict[str, str] | None = None) -> str:
+    """The Dockerfile that building ``env`` runs, exactly (see the module docstring).
+
+    Deterministic for a spec and a host configuration: equal specs give equal text, so the
+    legacy builder's layer cache applies. ``environ`` stands in for ``os.environ`` (tests).
+    """
+    settings = _index_settings(env, environ)
+    return _render(env, settings)
+
+
+def _render(env: Environment, settings: _Settings) -> str:
+    conda = env.python.conda_dependencies
+    if conda is not None and conda.needs_conda():
+        raise BuildError(
+            "conda packages in a Docker environment are not supported yet; list pip packages, "
+            "or install conda packages in the Dockerfile (docker.base_dockerfile)",
+            env=env.name,
+        )
+    user_managed = env.python.user_managed_dependencies
+    requirements = sorted(env.all_pip_requirements())
+    if user_managed and requirements:
+        raise BuildError(
+            "python.user_managed_dependencies: the image's interpreter is used as it is, so "
+            "pip requirements would be ignored; install them in the Dockerfile instead",
+            env=env.name,
+        )
+    with_ca = settings.ca_file is not None
+    tls = _tls_exports(with_ca)
+    separate_install = _index_credentials(settings) and not user_managed
+    python = _kernel_python(env)
+    user_text = env.docker.base_dockerfile
+    out: list[str] = [
+        f"# Generated by jupyter-envs {__version__} for environment '{env.name}'.",
+    ]
+    restore_user: str | None = None
+    base_stage = "jenv-base"
+    if user_text:
+        text = user_text if user_text.endswith("\n") else user_text + "\n"
+        if separate_install:
+            text, base_stage = _name_last_stage(text, base_stage)
+        out.append(text.rstrip("\n"))
+        out.append("# --- jupyter-envs layers ---")
+        restore_user = _last_user(user_text)
+        if restore_user:
+            out.append("USER root")
+    else:
+        base = env.docker.base_image or env.image or default_base_image()
+        out.append(f"FROM {base}" + (f" AS {base_stage}" if separate_install else ""))
+    if with_ca:
+        out.append(f"COPY {_CA_NAME} {_BUILD_DIR}/ca.crt")
+    if env.docker.apt_packages:
+        apt = sorted(set(env.docker.apt_packages))
+        ca_opt = f"-o Acquire::https::CAInfo={_BUILD_DIR}/ca.crt " if with_ca else ""
+        out.append(
+            "RUN export DEBIAN_FRONTEND=noninteractive; set -e; \\\n"
+            f"    apt-get {ca_opt}update; \\\n"
+            f"    apt-get {ca_opt}install -y --no-install-recommends \\\n"
+            f"{_quote_lines(apt)}; \\\n"
+            "    rm -rf /var/lib/apt/lists/*"
+        )
+    if separate_install:
+        out.append(f"FROM {base_stage} AS jenv-install")
+        if with_ca:
+            out.append(f"COPY {_CA_NAME} {_BUILD_DIR}/ca.crt")
+    # Declared after the apt layer, so index settings never invalidate it.
+    out.extend(f"ARG {name}" for name in _ARG_NAMES)
+    kernel_reqs = list(KERNEL_SIDE_REQUIREMENTS)
+    if user_managed:
+        out.append(
+            f"RUN {tls}set -e; \\\n"
+            f'    test -x {python} || {{ echo "jupyter-envs: {python} '
+            '(python.interpreter_path) is not in the image" >&2; exit 1; }; \\\n'
+            f"    PIP_BREAK_SYSTEM_PACKAGES=1 {python} -m pip install --no-cache-dir \\\n"
+            f"{_quote_lines(kernel_reqs)}"
+        )
+    else:
+        check = ""
+        want = env.effective_python()
+        if want:
+            check = (
+                "    python3 -c 'import sys; v=sys.argv[1]; "
+                'have="%d.%d.%d" % sys.version_info[:3]; '
+                '(have+".").startswith(v+".") or sys.exit("jupyter-envs: the base image has '
+                "Python %s, the spec asks for %s\" % (have, v))' "
+                f"{shlex.quote(want)}; \\\n"
+            )
+        # Over a user's Dockerfile (or a given image) the venv sees the image's own packages,
+        # which is what a Dockerfile that pip-installs into the system Python means.
+        system = " --system-site-packages" if (user_text or env.image) else ""
+        out.append(
+            f"RUN {tls}set -e; \\\n"
+            '    command -v python3 >/dev/null || { echo "jupyter-envs: the base image has no '
+            'python3 on PATH" >&2; exit 1; }; \\\n'
+            f"{check}"
+            f"    python3 -m venv{system} {VENV_PATH}; \\\n"
+            f"    {VENV_PATH}/bin/python -m pip install --no-cache-dir --disable-pip-version-check"
+            " uv"
+        )
+        uv = f"{VENV_PATH}/bin/uv pip install --no-cache --python {python}"
+        out.append(f"RUN {tls}set -e; \\\n    {uv} \\\n{_quote_lines(kernel_reqs)}")
+        if requirements:
+            out.append(
+                f"RUN {tls}set -e; \\\n    {uv} \\\n{_quote_lines(requirements + kernel_reqs)}"
+            )
+    if separate_install:
+        out.append(f"FROM {base_stage}")
+        out.append(f"COPY --from=jenv-install {VENV_PATH} {VENV_PATH}")
+    out.append(f"COPY {_RUNTIME_CONTEXT} {RUNTIME_PATH}")
+    # The .pth puts the kernel side of jupyter_envs on the kernel interpreter's path, so %%env
+    # works inside container kernels without installing jupyter-envs from an index.
+    out.append(
+        "RUN set -e; "
+        f"{python} -c 'import sys, sysconfig, pathlib; "
+        'pathlib.Path(sysconfig.get_paths()["purelib"], "_jupyter_envs_runtime.pth")'
+        f'.write_text(sys.argv[1] + "\\n")\' {RUNTIME_PATH}; \\\n'
+        f"    rm -rf {_BUILD_DIR}"
+    )
+    if not user_managed:
+        out.append(f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:$PATH")
+    for key, value in sorted(env.env_vars.items()):
+        out.append(f"ENV {key}={_env_quote(value)}")
+    if restore_user:
+        out.append(f"USER {restore_user}")
+    # Last: the spec hash changes with every spec change, and nothing after it can be cached.
+    labels = {
+        LABEL_ENV: env.name,
+        LABEL_VERSION: __version__,
+        LABEL_SPEC_HASH: env.spec_hash,
+        LABEL_PYTHON: python,
+    }
+    out.append("LABEL " + " \\\n      ".join(f'{k}="{_label_quote(v)}"' for k, v in labels.items()))
+    return "\n".join(out) + "\n"
+
+
+def _env_quote(value: str) -> str:
+    # Dockerfile ENV values are double-quoted strings with backslash escapes; "$" would expand.
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def _label_quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A build context on disk and what to pass to the engine with it."""
+
+    context: Path
+    dockerfile: str
+    tag: str
+    buildargs: dict[str, str]
+    #: Strings that must never be logged (credentials from index URLs and proxies).
+    secrets: tuple[str, ...]
+    #: Lines for the build log: what was adapted for the container and why.
+    notes: tuple[str, ...]
+    #: The base image of a generated Dockerfile (None for a user's Dockerfile).
+    base_image: str | None
+    python: str
+    #: Stage names whose images are dropped after the build (they hold index credentials).
+    private_stages: tuple[str, ...] = field(default=())
+
+
+def _copy_package(runtime_dir: Path | None, dest: Path) -> None:
+    from ..runtime import _package_files
+
+    source = runtime_dir / "jupyter_envs" if runtime_dir is not None else None
+    if source is not None and (source / "__init__.py").is_file():
+        shutil.copytree(source, dest / "jupyter_envs", ignore=shutil.ignore_patterns("*.pyc"))
+        return
+    package = Path(__file__).resolve().parent
+    for path in _package_files():
+        out = dest / "jupyter_envs" / path.relative_to(package)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, out)
+
+
+def prepare_context(
+    env: Environment,
+    directory: Path | None = None,
+    *,
+    runtime_dir: Path | None = None,
+    tag: str | None = None,
+) -> BuildPlan:
+    """Write the Dockerfile, the CA bundle and the jupyter_envs package into a build context.
+
+    ``directory`` defaults to a new temporary directory (the caller removes it).
+    ``runtime_dir`` is the store's runtime copy of the package; the running package otherwise.
+    """
+    settings = _index_settings(env)
+    text = _render(env, settings)
+    context = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="jenv-"))
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(text)
+    build = context / "jenv-build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    if settings.ca_file is not None:
+        shutil.copyfile(settings.ca_file, context / _CA_NAME)
+    _copy_package(runtime_dir, context / _RUNTIME_CONTEXT)
+    for path in (context / "jenv-build").rglob("*"):
+        # Fixed modes: the legacy builder's COPY cache key includes them.
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    separate = _index_credentials(settings) and not env.python.user_managed_dependencies
+    return BuildPlan(
+        context=context,
+        dockerfile=text,
+        tag=tag or image_tag(env),
+        buildargs=settings.buildargs,
+        secrets=settings.secrets,
+        notes=settings.notes,
+        base_image=None
+        if env.docker.base_dockerfile
+        else (env.docker.base_image or env.image or default_base_image()),
+        python=_kernel_python(env),
+        private_stages=("jenv-install",) if separate else (),
+    )
+
+
+def image_details(env: Environment) -> dict[str, Any]:
+    """What building ``env`` would make: tag, base image, labels and the Dockerfile.
+
+    ``["ingredients"]["dockerfile"]`` is exactly the text that is built. Build args are listed
+    with credentials masked (their values are not part of the Dockerfile).
+    """
+    settings = _index_settings(env)
+    text = _render(env, settings)
+    return {
+        "image": image_tag(env),
+        "base_image": None
+        if env.docker.base_dockerfile
+        else (env.docker.base_image or env.image or default_base_image()),
+        "python": _kernel_python(env),
+        "labels": {
+            LABEL_ENV: env.name,
+            LABEL_VERSION: __version__,
+            LABEL_SPEC_HASH: env.spec_hash,
+            LABEL_PYTHON: _kernel_python(env),
+        },
+        "ingredients": {
+            "dockerfile": text,
+            "build_args": {
+                k: mask_secrets(v, settings.secrets) for k, v in sorted(settings.buildargs.items())
+            },
+            "notes": list(settings.notes),
+        },
+    }

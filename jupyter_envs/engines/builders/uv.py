@@ -1,0 +1,161 @@
+"""The embedded default: virtual environments made and filled by uv."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Generator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import BuildError
+from ...events import Event, LogLine, Progress
+from ..runtime import KERNEL_SIDE_REQUIREMENTS
+from . import pipconfig
+from ._process import run_streaming
+from .base import Builder, BuildOutput, BuildRequest
+from .pythons import python_site_packages, select_interpreter
+
+if TYPE_CHECKING:
+    from ...spec._environment import Environment
+
+__all__ = ["UvBuilder", "find_uv"]
+
+# uv's summary lines, mapped to how far through the install they put us.
+_UV_STEPS = (
+    (re.compile(r"^Resolved \d+ package"), 0.45, "resolved"),
+    (re.compile(r"^(Prepared|Downloaded) \d+ package"), 0.75, "downloaded"),
+    (re.compile(r"^Installed \d+ package"), 0.9, "installed"),
+)
+RUNTIME_PTH = "_jupyter_envs_runtime.pth"
+
+
+def find_uv() -> str | None:
+    """The uv executable: ``JUPYTER_ENVS_UV``, the one installed with this Python, or PATH."""
+    explicit = os.environ.get("JUPYTER_ENVS_UV")
+    if explicit:
+        return explicit
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+class UvBuilder(Builder):
+    """Builds a virtualenv with uv from the spec's pip requirements (the default builder)."""
+
+    name = "venv"
+
+    def detect(self, env: Environment) -> bool:
+        """Matches any spec without Docker settings or real conda packages."""
+        conda = env.python.conda_dependencies
+        return not env.docker.enabled and not env.image and not (conda and conda.needs_conda())
+
+    def unavailable_reason(self) -> str | None:
+        """uv must be installed (it is a dependency of jupyter-envs, so this is rare)."""
+        if find_uv() is None:
+            return "uv is not installed (pip install uv), and JUPYTER_ENVS_UV is not set"
+        return None
+
+    def kernel_argv(self, artifact: Path) -> list[str]:
+        """Start ipykernel with the venv's own interpreter, the magics already loaded.
+
+        ``--ext`` loads ``jupyter_envs`` in every kernel of a built env, so a notebook that just
+        switched can build and switch again without ``%load_ext`` (a failing load only warns).
+        """
+        return [
+            str(artifact / "bin" / "python"),
+            "-m",
+            "ipykernel_launcher",
+            "--ext=jupyter_envs",
+            "-f",
+            "{connection_file}",
+        ]
+
+    def artifact_problem(self, artifact: Path) -> str | None:
+        """The venv's directory and its interpreter must still be there."""
+        problem = super().artifact_problem(artifact)
+        if problem is None and not (artifact / "bin" / "python").exists():
+            return f"its interpreter {artifact / 'bin' / 'python'} is gone"
+        return problem
+
+    def _uv_env(self) -> tuple[dict[str, str], dict[str, str]]:
+        env = dict(os.environ)
+        # A kernel started inside another venv must not make uv install into that one.
+        for var in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME"):
+            env.pop(var, None)
+        extra = pipconfig.uv_environment(env)
+        env.update(extra)
+        env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+        env["NO_COLOR"] = "1"
+        return env, pipconfig.pip_settings(env)
+
+    def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
+        """uv venv → uv pip install (user requirements + kernel side) → freeze as the lock."""
+        env = request.env
+        uv = find_uv()
+        if uv is None:
+            raise BuildError("uv is not installed", env=env.name)
+        if env.python.user_managed_dependencies:
+            raise BuildError(
+                "python.user_managed_dependencies is only supported by the docker builder; "
+                "for a venv, list the requirements instead",
+                env=env.name,
+            )
+        yield Progress("python", 0.02, "finding a Python interpreter")
+        interp = select_interpreter(env.effective_python())
+        yield LogLine(f"Using Python {interp.version} at {interp.path}")
+        uv_env, settings = self._uv_env()
+        if settings:
+            yield LogLine(
+                "Honouring the host pip configuration: " + ", ".join(pipconfig.describe(settings))
+            )
+        prefix = request.staging
+        yield Progress("venv", 0.05, "creating the virtual environment")
+        # --relocatable: the venv is built in a staging directory and then moved into place.
+        yield from run_streaming(
+            [uv, "venv", "--relocatable", "--no-project", "--python", interp.path, str(prefix)],
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv venv",
+            env_name=env.name,
+        )
+        reqs_file = prefix / "jupyter-envs-requirements.txt"
+        reqs_file.write_text(
+            "\n".join([*env.pip_options, *env.all_pip_requirements(), *KERNEL_SIDE_REQUIREMENTS])
+            + "\n"
+        )
+        yield Progress("install", 0.1, "resolving and installing packages")
+        python = str(prefix / "bin" / "python")
+        for event in run_streaming(
+            [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv pip install",
+            env_name=env.name,
+        ):
+            yield event
+            for pattern, fraction, label in _UV_STEPS:
+                if pattern.match(event.text.strip()):
+                    yield Progress("install", fraction, label)
+        site = python_site_packages(prefix, interp)
+        (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
+        yield Progress("lock", 0.93, "recording the lock")
+        frozen = yield from run_streaming(
+            [uv, "pip", "freeze", "--python", python],
+            env=uv_env,
+            cancel=request.cancel,
+            what="uv pip freeze",
+            env_name=env.name,
+            collect=True,
+        )
+        lock = "\n".join(line for line in frozen if line and not line.startswith("Using ")) + "\n"
+        return BuildOutput(
+            lock=lock,
+            python_version=str(interp.version),
+            details={"interpreter": interp.path, "uv": uv, "host_python": sys.version.split()[0]},
+        )

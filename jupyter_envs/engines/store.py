@@ -1,0 +1,380 @@
+"""The registry on disk: a ``Workspace``.
+
+Layout under the store root (default ``<jupyter data dir>/jupyter_envs``, or
+``$JUPYTER_ENVS_STORE``)::
+
+    catalog.sqlite            environments, versions, builds
+    envs/<name>/v<N>-<id>/    one artifact (venv prefix) per built version
+    envs/<name>/.staging-*    builds in progress (never registered; swept when stale)
+    logs/<name>/<build>.log   one log per build, failed ones included
+    locks/<name>.lock         per-name build lock (flock), shared between processes
+    runtime/                  the kernel side of jupyter-envs used by built environments
+
+Only a successful build writes a ``ready`` version, in one transaction, after its artifact is in
+place; a failed or killed build never changes what is registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_data_dir
+
+from ..errors import NotFoundError, StoreError
+from ..spec._validate import validate_name
+
+__all__ = ["BuildRecord", "VersionRecord", "Workspace"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS environments (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    spec_hash TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('registered', 'ready')),
+    artifact TEXT,
+    lock TEXT,
+    kernel_name TEXT,
+    python_version TEXT,
+    build_seconds REAL,
+    log_path TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (name, version),
+    UNIQUE (name, spec_hash)
+);
+CREATE TABLE IF NOT EXISTS builds (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+    started REAL NOT NULL,
+    finished REAL,
+    log_path TEXT NOT NULL,
+    error TEXT,
+    version INTEGER
+);
+CREATE INDEX IF NOT EXISTS builds_by_name ON builds(name, started);
+"""
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One registered version of an environment."""
+
+    name: str
+    version: int
+    spec_hash: str
+    spec: dict[str, Any]
+    backend: str
+    status: str
+    artifact: str | None
+    lock: str | None
+    kernel_name: str | None
+    python_version: str | None
+    build_seconds: float | None
+    log_path: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """One build attempt, successful or not."""
+
+    id: str
+    name: str
+    spec_hash: str
+    status: str
+    started: float
+    finished: float | None
+    log_path: str
+    error: str | None
+    version: int | None
+
+
+def default_root() -> Path:
+    """``$JUPYTER_ENVS_STORE``, else ``<jupyter data dir>/jupyter_envs``."""
+    explicit = os.environ.get("JUPYTER_ENVS_STORE")
+    return Path(explicit) if explicit else Path(jupyter_data_dir()) / "jupyter_envs"
+
+
+def default_kernels_dir() -> Path:
+    """Where kernelspecs go: the user's Jupyter kernels directory."""
+    explicit = os.environ.get("JUPYTER_ENVS_KERNELS_DIR")
+    return Path(explicit) if explicit else Path(jupyter_data_dir()) / "kernels"
+
+
+class Workspace:
+    """A registry of environments: a store directory and the kernels directory it writes to."""
+
+    def __init__(
+        self, root: str | Path | None = None, kernels_dir: str | Path | None = None
+    ) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.kernels_dir = Path(kernels_dir) if kernels_dir is not None else default_kernels_dir()
+        try:
+            for sub in ("envs", "logs", "locks"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from None
+        self._db_path = self.root / "catalog.sqlite"
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @classmethod
+    def default(cls) -> Workspace:
+        """The local workspace at the default location."""
+        return cls()
+
+    # -- database ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the catalogue {self._db_path}: {exc}") from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA journal_mode = WAL")
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the catalogue {self._db_path} is unusable: {exc}") from exc
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _version(row: sqlite3.Row) -> VersionRecord:
+        data = dict(row)
+        data["spec"] = json.loads(data["spec"])
+        return VersionRecord(**data)
+
+    # -- reading -----------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        """Registered environment names, sorted."""
+        with self._connect() as db:
+            return [r["name"] for r in db.execute("SELECT name FROM environments ORDER BY name")]
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        """All versions of ``name``, oldest first (empty if unknown)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM versions WHERE name=? ORDER BY version", (name,))
+            return [self._version(r) for r in rows]
+
+    def find(self, name: str, spec_hash: str) -> VersionRecord | None:
+        """The version of ``name`` with that spec hash, if any."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM versions WHERE name=? AND spec_hash=?", (name, spec_hash)
+            ).fetchone()
+        return self._version(row) if row else None
+
+    def get(self, name: str, version: int | None = None) -> VersionRecord:
+        """A version of ``name`` (the latest when ``version`` is None)."""
+        validate_name(name)
+        with self._connect() as db:
+            if version is None:
+                row = db.execute(
+                    "SELECT * FROM versions WHERE name=? ORDER BY version DESC LIMIT 1", (name,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT * FROM versions WHERE name=? AND version=?", (name, version)
+                ).fetchone()
+        if row is None:
+            if version is not None and self.versions(name):
+                known = ", ".join(str(v.version) for v in self.versions(name))
+                raise NotFoundError(
+                    f"environment '{name}' has no version {version} (versions: {known})"
+                )
+            raise NotFoundError(f"no environment named '{name}' is registered")
+        return self._version(row)
+
+    def builds(self, name: str) -> list[BuildRecord]:
+        """Build attempts for ``name``, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM builds WHERE name=? ORDER BY started", (name,))
+            return [BuildRecord(**dict(r)) for r in rows]
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Registered environments and versions as plain rows (tests compare these)."""
+        with self._connect() as db:
+            return {
+                "environments": [
+                    tuple(r) for r in db.execute("SELECT name FROM environments ORDER BY name")
+                ],
+                "versions": [
+                    tuple(r)
+                    for r in db.execute(
+                        "SELECT name, version, spec_hash, status, artifact FROM versions "
+                        "ORDER BY name, version"
+                    )
+                ],
+            }
+
+    # -- writing -----------------------------------------------------------------------------
+    def start_build(self, build_id: str, name: str, spec_hash: str) -> Path:
+        """Record a running build and return its (new, empty) log file."""
+        log = self.root / "logs" / name / f"{build_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO builds (id, name, spec_hash, status, started, log_path) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
+                (build_id, name, spec_hash, time.time(), str(log)),
+            )
+        return log
+
+    def finish_build(
+        self, build_id: str, status: str, error: str | None = None, version: int | None = None
+    ) -> None:
+        """Record how a build ended."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE builds SET status=?, finished=?, error=?, version=? WHERE id=?",
+                (status, time.time(), error, version, build_id),
+            )
+
+    def mark_interrupted_builds(self, name: str) -> None:
+        """Builds still 'running' when we hold the name lock belong to a process that died."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE builds SET status='failed', finished=?, "
+                "error='interrupted: the process running this build stopped' "
+                "WHERE name=? AND status='running'",
+                (time.time(), name),
+            )
+
+    def upsert_version(
+        self,
+        db: sqlite3.Connection,
+        *,
+        name: str,
+        description: str,
+        spec_hash: str,
+        spec: dict[str, Any],
+        backend: str,
+        status: str,
+        **fields: Any,
+    ) -> int:
+        """Insert or update the version of ``name`` with ``spec_hash``; return its number.
+
+        Runs inside the caller's :meth:`transaction`, so the environment row, the version row and
+        the build record change together.
+        """
+        now = time.time()
+        db.execute(
+            "INSERT INTO environments (name, description, created, updated) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET updated=excluded.updated, "
+            "description=excluded.description",
+            (name, description, now, now),
+        )
+        row = db.execute(
+            "SELECT version FROM versions WHERE name=? AND spec_hash=?", (name, spec_hash)
+        ).fetchone()
+        if row is None:
+            number = db.execute(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name=?", (name,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO versions (name, version, spec_hash, spec, backend, status, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, number, spec_hash, json.dumps(spec), backend, status, now),
+            )
+        else:
+            number = row["version"]
+            db.execute(
+                "UPDATE versions SET status=?, spec=? WHERE name=? AND version=?",
+                (status, json.dumps(spec), name, number),
+            )
+        for key, value in fields.items():
+            if key not in VersionRecord.__dataclass_fields__:
+                raise StoreError(f"unknown version field {key!r}")
+            # ``key`` is one of the dataclass's field names (checked above), never user text.
+            db.execute(
+                f"UPDATE versions SET {key}=? WHERE name=? AND version=?",  # noqa: S608
+                (value, name, number),
+            )
+        return int(number)
+
+    def next_version(self, name: str, spec_hash: str) -> int:
+        """The number a build of this hash will be registered under."""
+        existing = self.find(name, spec_hash)
+        if existing is not None:
+            return existing.version
+        with self._connect() as db:
+            return int(
+                db.execute(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name=?", (name,)
+                ).fetchone()[0]
+            )
+
+    def delete(self, name: str, version: int | None = None) -> list[VersionRecord]:
+        """Unregister ``name`` (or one version); returns the removed records."""
+        removed = [v for v in self.versions(name) if version is None or v.version == version]
+        if not removed:
+            self.get(name, version)  # raises NotFoundError with a helpful message
+        with self.transaction() as db:
+            if version is None:
+                db.execute("DELETE FROM versions WHERE name=?", (name,))
+                db.execute("DELETE FROM environments WHERE name=?", (name,))
+            else:
+                db.execute("DELETE FROM versions WHERE name=? AND version=?", (name, version))
+                left = db.execute("SELECT COUNT(*) FROM versions WHERE name=?", (name,)).fetchone()[
+                    0
+                ]
+                if left == 0:
+                    db.execute("DELETE FROM environments WHERE name=?", (name,))
+        return removed
+
+    # -- files -------------------------------------------------------------------------------
+    def env_dir(self, name: str) -> Path:
+        """The directory holding ``name``'s artifacts."""
+        return self.root / "envs" / validate_name(name)
+
+    @contextlib.contextmanager
+    def build_lock(self, name: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """Hold the per-name build lock (shared across processes through ``flock``)."""
+        path = self.root / "locks" / f"{validate_name(name)}.lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

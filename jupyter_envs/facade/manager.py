@@ -1,0 +1,491 @@
+"""The façade: the only place that orchestrates spec → build → register → kernelspec.
+
+Front-ends (magics, CLI, later the REST handlers and widgets) translate I/O and call an
+:class:`EnvManager`; nothing here knows about IPython, tornado or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..engines._procs import processes_running_from
+from ..engines.builders import (
+    Builder,
+    BuildOutput,
+    BuildRequest,
+    CancelToken,
+    choose_builder,
+    get_builder,
+)
+from ..engines.builders.base import missing_directory
+from ..engines.kernels.kernelspec import (
+    display_name,
+    kernel_name,
+    kernelspec_exists,
+    remove_kernelspec,
+    write_kernelspec,
+)
+from ..engines.runtime import ensure_runtime
+from ..engines.store import VersionRecord, Workspace, default_root
+from ..errors import (
+    BackendUnavailableError,
+    BuildCancelledError,
+    BuildError,
+    EnvsError,
+    NotFoundError,
+    SpecError,
+)
+from ..events import Event, LogLine, Progress
+from ..spec import curated
+from ..spec._conda import CondaDependencies
+from ..spec._environment import Environment
+
+__all__ = ["BuildResult", "EnvManager", "get_manager"]
+
+EventSink = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What :meth:`EnvManager.build` did."""
+
+    name: str
+    version: int
+    spec_hash: str
+    cache_hit: bool
+    duration: float
+    kernel_name: str
+    log_path: str | None
+    artifact: str
+    backend: str
+    python_version: str = ""
+
+    @property
+    def display_name(self) -> str:
+        """The kernel's name as people see it in the kernel picker."""
+        return display_name(self.name, self.version, self.python_version)
+
+    def summary(self) -> str:
+        """One line for people: env, version, cache hit or build time, kernel name."""
+        how = "cache hit" if self.cache_hit else f"built in {self.duration:.1f} s"
+        return f"{self.name} v{self.version} ({how}) — kernel: {self.kernel_name}"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _record_env(record: VersionRecord) -> Environment:
+    env = Environment.from_dict(record.spec)
+    env.version = record.version
+    return env
+
+
+class EnvManager:
+    """Builds and registers environments in one :class:`Workspace`."""
+
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.ws = workspace if workspace is not None else Workspace.default()
+
+    # -- building ----------------------------------------------------------------------------
+    def _hit(
+        self, env: Environment, spec_hash: str, sink: EventSink | None = None
+    ) -> VersionRecord | None:
+        record = self.ws.find(env.name, spec_hash)
+        if record is None or record.status != "ready" or not record.artifact:
+            return None
+        try:
+            builder = get_builder(record.backend)
+        except EnvsError:
+            builder = None
+        artifact = Path(record.artifact)
+        problem = (
+            builder.artifact_problem(artifact)
+            if builder is not None
+            else missing_directory(artifact)
+        )
+        if problem is not None:
+            # Deleted behind our back: rebuild rather than hand out a kernel that cannot start.
+            if sink is not None:
+                sink(
+                    LogLine(
+                        f"{record.name} v{record.version} cannot be reused ({problem}); rebuilding"
+                    )
+                )
+            return None
+        if record.kernel_name and not kernelspec_exists(self.ws.kernels_dir, record.kernel_name):
+            self._write_kernelspec(
+                env, record.version, spec_hash, Path(record.artifact), record.python_version or ""
+            )
+        return record
+
+    def _hit_result(self, record: VersionRecord, started: float) -> BuildResult:
+        return BuildResult(
+            name=record.name,
+            version=record.version,
+            spec_hash=record.spec_hash,
+            cache_hit=True,
+            duration=time.perf_counter() - started,
+            kernel_name=record.kernel_name or "",
+            log_path=record.log_path,
+            artifact=record.artifact or "",
+            backend=record.backend,
+            python_version=record.python_version or "",
+        )
+
+    def builder_for(self, env: Environment) -> Builder:
+        """The builder that would build ``env``; BackendUnavailableError (with the reason) when
+        it cannot run on this machine."""
+        builder = choose_builder(env)
+        reason = builder.unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailableError(
+                builder.name, f"{reason} (needed by environment '{env.name}')"
+            )
+        return builder
+
+    def build(
+        self,
+        env: Environment,
+        *,
+        force: bool = False,
+        on_event: EventSink | None = None,
+        cancel: CancelToken | None = None,
+    ) -> BuildResult:
+        """Build ``env`` (or reuse the registered version with the same spec hash).
+
+        An unchanged spec answers from the catalogue without starting any process. Otherwise the
+        build runs under the per-name lock (a second process building the same spec waits, then
+        reuses the result), streams events to ``on_event``, and registers the version only once
+        its artifact is complete.
+        """
+        started = time.perf_counter()
+        sink: EventSink = on_event or (lambda _event: None)
+        spec_hash = env.spec_hash
+        if not force and (record := self._hit(env, spec_hash, sink)) is not None:
+            return self._hit_result(record, started)
+        builder = self.builder_for(env)
+
+        def waiting() -> None:
+            sink(LogLine(f"Another build of '{env.name}' is running; waiting for it to finish"))
+
+        with self.ws.build_lock(env.name, on_wait=waiting):
+            if not force and (record := self._hit(env, spec_hash)) is not None:
+                return self._hit_result(record, started)
+            self.ws.mark_interrupted_builds(env.name)
+            self._sweep(env.name)
+            return self._build_locked(
+                env, spec_hash, builder.name, sink, cancel or CancelToken(), started
+            )
+
+    def _build_locked(
+        self,
+        env: Environment,
+        spec_hash: str,
+        backend: str,
+        sink: EventSink,
+        cancel: CancelToken,
+        started: float,
+    ) -> BuildResult:
+        builder = get_builder(backend)
+        build_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+        log_path = self.ws.start_build(build_id, env.name, spec_hash)
+        staging = self.ws.env_dir(env.name) / f".staging-{build_id}"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        request = BuildRequest(
+            env=env, staging=staging, cancel=cancel, runtime_dir=ensure_runtime(self.ws.root)
+        )
+        sink(Progress("start", 0.0, f"building '{env.name}' with the {backend} builder"))
+        try:
+            with open(log_path, "a", buffering=1) as log:
+                output = yield_events(builder.build(request), sink, log)
+                version = self.ws.next_version(env.name, spec_hash)
+                artifact = self.ws.env_dir(env.name) / f"v{version}-{build_id[-8:]}"
+                if staging.exists():
+                    staging.rename(artifact)
+                else:
+                    artifact.mkdir()
+                duration = time.perf_counter() - started
+                previous = self.ws.find(env.name, spec_hash)
+                kernel = self._register_built(
+                    env,
+                    spec_hash,
+                    backend,
+                    artifact,
+                    output.lock,
+                    output.python_version,
+                    duration,
+                    log_path,
+                )
+                log.write(
+                    f"Registered {env.name} v{version} as kernel {kernel} in {duration:.2f} s\n"
+                )
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            self._fail(build_id, exc, log_path)
+            if isinstance(exc, KeyboardInterrupt):
+                raise BuildCancelledError(
+                    "interrupted", env=env.name, log_path=str(log_path)
+                ) from exc
+            raise
+        if previous is not None and previous.artifact and previous.artifact != str(artifact):
+            # A forced rebuild replaced it: delete it, unless a kernel still runs from it (then a
+            # later build of this name sweeps it once that kernel has stopped).
+            users = processes_running_from(Path(previous.artifact))
+            if users:
+                pids = ", ".join(str(pid) for pid in users)
+                sink(
+                    LogLine(
+                        f"The replaced build {previous.artifact} is kept while its kernel runs "
+                        f"(pid {pids}); a later build of '{env.name}' removes it"
+                    )
+                )
+            else:
+                builder.remove(Path(previous.artifact))
+        self.ws.finish_build(build_id, "succeeded", version=version)
+        sink(Progress("done", 1.0, f"{env.name} v{version} is ready"))
+        return BuildResult(
+            name=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            cache_hit=False,
+            duration=duration,
+            kernel_name=kernel,
+            log_path=str(log_path),
+            artifact=str(artifact),
+            backend=backend,
+            python_version=output.python_version,
+        )
+
+    def _register_built(
+        self,
+        env: Environment,
+        spec_hash: str,
+        backend: str,
+        artifact: Path,
+        lock: str,
+        python_version: str,
+        duration: float,
+        log_path: Path,
+    ) -> str:
+        try:
+            with self.ws.transaction() as db:
+                version = self.ws.upsert_version(
+                    db,
+                    name=env.name,
+                    description=env.description,
+                    spec_hash=spec_hash,
+                    spec=env.to_dict(),
+                    backend=backend,
+                    status="ready",
+                    artifact=str(artifact),
+                    lock=lock,
+                    python_version=python_version,
+                    build_seconds=round(duration, 3),
+                    log_path=str(log_path),
+                )
+                kernel = self._write_kernelspec(env, version, spec_hash, artifact, python_version)
+                db.execute(
+                    "UPDATE versions SET kernel_name=? WHERE name=? AND version=?",
+                    (kernel, env.name, version),
+                )
+        except BaseException:
+            shutil.rmtree(artifact, ignore_errors=True)
+            raise
+        return kernel
+
+    def _write_kernelspec(
+        self, env: Environment, version: int, spec_hash: str, artifact: Path, python_version: str
+    ) -> str:
+        builder = choose_builder(env)
+        fields = builder.kernelspec_fields(artifact, env, version, spec_hash)
+        return write_kernelspec(
+            self.ws.kernels_dir,
+            env=env.name,
+            version=version,
+            spec_hash=spec_hash,
+            backend=builder.name,
+            argv=list(fields.get("argv") or builder.kernel_argv(artifact)),
+            python_version=python_version,
+            env_vars=env.env_vars,
+            store_root=self.ws.root,
+            description=env.description,
+            interrupt_mode=str(fields.get("interrupt_mode", "signal")),
+            extra_metadata=dict(fields.get("metadata") or {}),
+        )
+
+    def _fail(self, build_id: str, exc: BaseException, log_path: Path) -> None:
+        cancelled = isinstance(exc, BuildCancelledError | KeyboardInterrupt)
+        message = str(exc) or type(exc).__name__
+        with open(log_path, "a") as log:
+            log.write(f"\nBuild {'cancelled' if cancelled else 'failed'}: {message}\n")
+        if isinstance(exc, BuildError) and exc.log_path is None:
+            exc.log_path = str(log_path)
+            exc.args = (exc._render(),)
+        self.ws.finish_build(build_id, "cancelled" if cancelled else "failed", error=message[:2000])
+
+    def _sweep(self, name: str) -> None:
+        """Remove leftovers of killed builds: staging dirs and unregistered artifacts."""
+        env_dir = self.ws.env_dir(name)
+        if not env_dir.is_dir():
+            return
+        versions = self.ws.versions(name)
+        known = {v.artifact for v in versions}
+        for child in env_dir.iterdir():
+            if str(child) in known:
+                continue
+            if not child.name.startswith(".") and processes_running_from(child):
+                continue  # replaced by a forced rebuild, but a kernel still runs from it
+            shutil.rmtree(child, ignore_errors=True)
+        # A kernelspec written just before a kill, whose version never committed.
+        registered = {v.kernel_name for v in versions}
+        numbers = [v.version for v in versions]
+        for number in range(1, max(numbers, default=0) + 2):
+            candidate = kernel_name(name, number)
+            if candidate not in registered:
+                remove_kernelspec(self.ws.kernels_dir, candidate)
+
+    # -- registry ----------------------------------------------------------------------------
+    def register(self, env: Environment) -> Environment:
+        """Record a spec without building it (a no-op if that spec is registered already)."""
+        spec_hash = env.spec_hash
+        with self.ws.build_lock(env.name):
+            existing = self.ws.find(env.name, spec_hash)
+            if existing is None:
+                with self.ws.transaction() as db:
+                    self.ws.upsert_version(
+                        db,
+                        name=env.name,
+                        description=env.description,
+                        spec_hash=spec_hash,
+                        spec=env.to_dict(),
+                        backend=env.backend,
+                        status="registered",
+                    )
+                existing = self.ws.find(env.name, spec_hash)
+        assert existing is not None
+        return _record_env(existing)
+
+    def list(self) -> dict[str, Environment]:
+        """Every registered environment, name → latest version."""
+        return {name: _record_env(self.ws.get(name)) for name in self.ws.names()}
+
+    def get(self, name: str, version: int | None = None) -> Environment:
+        """A registered environment (latest version by default)."""
+        return _record_env(self.ws.get(name, version))
+
+    def record(self, name: str, version: int | None = None) -> VersionRecord:
+        """The catalogue record of a version (lock, kernel, artifact, timings)."""
+        return self.ws.get(name, version)
+
+    def versions(self, name: str) -> builtins.list[VersionRecord]:
+        """All versions of ``name``; NotFoundError if there are none."""
+        found = self.ws.versions(name)
+        if not found:
+            raise NotFoundError(f"no environment named '{name}' is registered")
+        return found
+
+    def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
+        """Unregister ``name`` (or one version) and delete its kernelspecs and files."""
+        with self.ws.build_lock(name):
+            removed = self.ws.delete(name, version)
+            for record in removed:
+                if record.kernel_name:
+                    remove_kernelspec(self.ws.kernels_dir, record.kernel_name)
+                if record.artifact:
+                    get_builder(record.backend).remove(Path(record.artifact))
+            if version is None:
+                shutil.rmtree(self.ws.env_dir(name), ignore_errors=True)
+                shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
+        return removed
+
+    def build_named(
+        self, name: str, *, force: bool = False, on_event: EventSink | None = None
+    ) -> BuildResult:
+        """Build a registered environment, or a curated one, by name."""
+        try:
+            env = self.get(name)
+        except NotFoundError:
+            if name not in curated.names():
+                raise NotFoundError(
+                    f"no environment named '{name}' is registered, and no curated environment "
+                    f"has that name (curated: {', '.join(curated.names())})"
+                ) from None
+            env = curated.get(name)
+        return self.build(env, force=force, on_event=on_event)
+
+    def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
+        """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
+        record = self.ws.get(name, version)
+        env = _record_env(record)
+        if fmt == "lock":
+            if not record.lock:
+                raise NotFoundError(
+                    f"'{name}' v{record.version} has not been built, so it has no lock"
+                )
+            return record.lock
+        if fmt == "requirements":
+            return "\n".join([*env.pip_options, *env.all_pip_requirements()]) + "\n"
+        if fmt == "conda":
+            conda = env.python.conda_dependencies or CondaDependencies.create(
+                pip_packages=env.all_pip_requirements(), python_version=env.effective_python()
+            )
+            conda.name = env.name
+            return conda.serialize_to_string()
+        if fmt == "json":
+            return json.dumps(env.to_dict(), indent=2) + "\n"
+        raise SpecError(
+            f"unknown export format {fmt!r} (use lock, requirements, conda or json)", field="format"
+        )
+
+    def log_path(self, name: str) -> Path:
+        """The log of the latest build of ``name`` (failed ones included)."""
+        builds = self.ws.builds(name)
+        if not builds:
+            raise NotFoundError(f"no build of '{name}' has been recorded")
+        return Path(builds[-1].log_path)
+
+
+def yield_events(
+    gen: Generator[Event, None, BuildOutput], sink: EventSink, log: IO[str]
+) -> BuildOutput:
+    """Drive a builder's generator: log lines go to the log file and the sink as they come."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            output: BuildOutput = stop.value
+            return output
+        if isinstance(event, LogLine):
+            log.write(event.text + "\n")
+        sink(event)
+
+
+_managers: dict[str, EnvManager] = {}
+
+
+def get_manager(ws: Workspace | None = None) -> EnvManager:
+    """The manager for ``ws``; the default local workspace (cached per location) when None.
+
+    Refused in a container kernel (see
+    :func:`~jupyter_envs.engines.kernels.environ.container_kernel_problem`).
+    """
+    if ws is not None:
+        return EnvManager(ws)
+    from ..engines.kernels.environ import container_kernel_problem
+
+    problem = container_kernel_problem(registry=True)
+    if problem is not None:
+        raise EnvsError(problem)
+    key = str(default_root())
+    manager = _managers.get(key)
+    if manager is None:
+        manager = _managers[key] = EnvManager(Workspace(key))
+    return manager

@@ -1,0 +1,272 @@
+"""The verbs shared by ``jupyter envs`` and ``%envs``: one parser, one implementation each.
+
+Each verb takes parsed arguments, a manager and a :class:`Output` and writes text; the CLI and
+the line magic differ only in how they show progress and where the text goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import UsageError
+from ..events import Event
+from ..facade.manager import BuildResult, EnvManager
+from ..spec import curated
+from ..spec._environment import Environment
+from ..spec._validate import read_spec_file
+
+__all__ = ["Output", "make_parser", "run_command"]
+
+
+class Output(Protocol):
+    """Where a verb writes: ``say`` for results, ``event`` for build progress."""
+
+    def say(self, text: str) -> None:
+        """Print result text."""
+
+    def event(self, event: Event) -> None:
+        """Show a build event."""
+
+
+def _version_arg(value: str) -> int:
+    try:
+        number = int(value.lstrip("v"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a version number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("versions start at 1")
+    return number
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting (a magic must not exit the kernel)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def make_parser(prog: str) -> argparse.ArgumentParser:
+    """The parser for every verb."""
+    parser = RaisingParser(prog=prog, description="Build and manage jupyter-envs environments.")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=RaisingParser)
+    sub.add_parser("list", help="list registered environments")
+    p = sub.add_parser("show", help="show an environment's spec, lock and kernel")
+    p.add_argument("name")
+    p.add_argument("--version", type=_version_arg)
+    p = sub.add_parser("versions", help="list an environment's versions")
+    p.add_argument("name")
+    p = sub.add_parser("build", help="build a registered or curated environment")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    p = sub.add_parser("create", help="create and build an environment from a file")
+    p.add_argument(
+        "-f", "--file", required=True, help="requirements.txt, environment.yml or Dockerfile"
+    )
+    p.add_argument("name")
+    p.add_argument("--format", help="requirements, conda or dockerfile (default: detected)")
+    p.add_argument("--python", help="Python version, e.g. 3.11")
+    p.add_argument("--force", action="store_true")
+    p = sub.add_parser("remove", help="remove an environment (or one version) and its kernels")
+    p.add_argument("name")
+    p.add_argument("--version", type=_version_arg)
+    p = sub.add_parser("export", help="print an environment as text")
+    p.add_argument("name")
+    p.add_argument("--version", type=_version_arg)
+    p.add_argument("--format", default="lock", choices=["lock", "requirements", "conda", "json"])
+    p.add_argument("-o", "--output", help="write to this file instead of printing")
+    p = sub.add_parser("logs", help="print the log of an environment's latest build")
+    p.add_argument("name")
+    sub.add_parser("curated", help="list the curated environments")
+    p = sub.add_parser(
+        "gc",
+        help="remove Docker images of removed environments and containers of dead kernels",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    return parser
+
+
+def _when(timestamp: float) -> str:
+    return dt.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def cmd_list(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    rows = [["NAME", "VERSION", "STATUS", "BACKEND", "PYTHON", "KERNEL", "UPDATED"]]
+    for name in mgr.ws.names():
+        rec = mgr.record(name)
+        rows.append(
+            [
+                name,
+                str(rec.version),
+                rec.status,
+                rec.backend,
+                rec.python_version or "-",
+                rec.kernel_name or "-",
+                _when(rec.created),
+            ]
+        )
+    out.say(
+        _table(rows)
+        if len(rows) > 1
+        else "No environments yet. Create one with %%env NAME or 'jupyter envs create'."
+    )
+
+
+def cmd_show(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    rec = mgr.record(args.name, args.version)
+    env = mgr.get(args.name, rec.version)
+    lines = [
+        f"{rec.name} v{rec.version} ({rec.status}, {rec.backend} builder)",
+        f"  spec hash:   {rec.spec_hash}",
+        f"  python:      {rec.python_version or env.effective_python() or 'default'}",
+        f"  requires:    {', '.join(env.all_pip_requirements()) or '-'}",
+        f"  kernel:      {rec.kernel_name or '- (not built)'}",
+        f"  artifact:    {rec.artifact or '-'}",
+    ]
+    if env.description:
+        lines.insert(1, f"  description: {env.description}")
+    if rec.build_seconds is not None:
+        lines.append(f"  build time:  {rec.build_seconds:.1f} s")
+    if rec.lock:
+        locked = [ln for ln in rec.lock.splitlines() if ln.strip()]
+        lines.append(
+            f"  lock:        {len(locked)} packages (jupyter envs export {rec.name} --format lock)"
+        )
+    if env.env_vars:
+        lines.append(f"  env vars:    {', '.join(sorted(env.env_vars))}")
+    out.say("\n".join(lines))
+
+
+def cmd_versions(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    rows = [["VERSION", "STATUS", "HASH", "KERNEL", "BUILD", "CREATED"]]
+    for rec in mgr.versions(args.name):
+        build = f"{rec.build_seconds:.1f}s" if rec.build_seconds is not None else "-"
+        rows.append(
+            [
+                str(rec.version),
+                rec.status,
+                rec.spec_hash[:12],
+                rec.kernel_name or "-",
+                build,
+                _when(rec.created),
+            ]
+        )
+    out.say(_table(rows))
+
+
+def _built(result: BuildResult, out: Output) -> None:
+    out.say(result.summary())
+
+
+def cmd_build(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    _built(mgr.build_named(args.name, force=args.force, on_event=out.event), out)
+
+
+def cmd_create(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    path = Path(args.file)
+    env = Environment.from_text(args.name, read_spec_file(path, "file"), format=args.format)
+    if args.python:
+        env.python.version = args.python
+    out.say(f"Read {path} as {env.detected_format}.")
+    _built(mgr.build(env, force=args.force, on_event=out.event), out)
+
+
+def cmd_remove(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    removed = mgr.remove(args.name, args.version)
+    versions = ", ".join(f"v{r.version}" for r in removed)
+    out.say(f"Removed {args.name} ({versions}) and its kernelspecs.")
+
+
+def cmd_export(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    text = mgr.export(args.name, args.version, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        out.say(f"Wrote {args.output}")
+    else:
+        out.say(text.rstrip("\n"))
+
+
+def cmd_logs(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    path = mgr.log_path(args.name)
+    # Logs can be long: stream them out a line at a time rather than reading them whole.
+    with open(path) as handle:
+        for line in handle:
+            out.say(line.rstrip("\n"))
+
+
+def cmd_curated(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    rows = [["NAME", "DESCRIPTION"]]
+    rows.extend([name, curated.get(name).description] for name in curated.names())
+    out.say(_table(rows))
+
+
+def cmd_gc(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    """Dangling kernel containers, then images no registered version of this store uses.
+
+    Only images labelled by jupyter-envs and named after an environment of *this* store are
+    considered, so another store's images on the same engine are left alone.
+    """
+    from ..engines.builders.docker import docker_client
+    from ..engines.builders.dockerfile import LABEL_ENV, LABEL_SPEC_HASH
+    from ..engines.kernels.reaper import gc
+
+    remove = not args.dry_run
+    verb = "would remove" if args.dry_run else "removed"
+    count = 0
+    for item in gc(remove=remove):
+        out.say(
+            f"{verb} container {item.name} (kernel {item.kernel_id}, env {item.env}, "
+            f"server pid {item.server_pid} gone)"
+        )
+        count += 1
+    client = docker_client()
+    try:
+        known = {(r.name, r.spec_hash) for name in mgr.ws.names() for r in mgr.ws.versions(name)}
+        ever = set(mgr.ws.names()) | {b for b in _built_names(mgr)}
+        for image in client.images.list(filters={"label": LABEL_ENV}):
+            labels = image.labels or {}
+            env, spec_hash = labels.get(LABEL_ENV, ""), labels.get(LABEL_SPEC_HASH, "")
+            if env not in ever or (env, spec_hash) in known:
+                continue
+            if remove:
+                client.images.remove(image.id, force=True)
+            out.say(f"{verb} image {', '.join(image.tags) or image.short_id} (env {env})")
+            count += 1
+    finally:
+        client.close()
+    out.say(f"{verb} {count} item(s)" if count else "nothing to remove")
+
+
+def _built_names(mgr: EnvManager) -> set[str]:
+    # Names this store ever built (removed ones included): their build records remain.
+    with mgr.ws.transaction() as db:
+        return {row[0] for row in db.execute("SELECT DISTINCT name FROM builds")}
+
+
+_VERBS: dict[str, Callable[[argparse.Namespace, EnvManager, Output], None]] = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "versions": cmd_versions,
+    "build": cmd_build,
+    "create": cmd_create,
+    "remove": cmd_remove,
+    "export": cmd_export,
+    "logs": cmd_logs,
+    "curated": cmd_curated,
+    "gc": cmd_gc,
+}
+
+
+def run_command(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+    """Run the verb named by ``args.verb``."""
+    _VERBS[args.verb](args, mgr, out)

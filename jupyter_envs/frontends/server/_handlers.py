@@ -1,0 +1,392 @@
+"""The REST handlers under ``/jupyter-envs/api/``.
+
+Thin, in jupyter_server's way: authenticate, authorize, call the manager (in a worker thread: it
+is synchronous) or the build queue, serialize. Domain errors become HTTP errors only here, as JSON
+``{"message", "reason"}``; anything unexpected is logged with its traceback and answered with a
+plain 500 that leaks nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from http.client import responses
+from typing import TYPE_CHECKING, Any, cast
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+from tornado.iostream import StreamClosedError
+
+from ...errors import (
+    BackendUnavailableError,
+    ConflictError,
+    EnvsError,
+    KernelStartError,
+    NotFoundError,
+    SpecError,
+)
+from ._logstream import follow
+from ._payloads import environment_json, environments_json, parse_create, version_json
+from ._switch import switch_session
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._app import JupyterEnvsApp
+
+__all__ = ["API_PREFIX", "AUTH_RESOURCE", "default_handlers"]
+
+#: The resource name given to jupyter_server's Authorizer for every route.
+AUTH_RESOURCE = "jupyter_envs"
+API_PREFIX = "/jupyter-envs/api"
+
+# Most specific first: the first matching class decides the status.
+_STATUS: tuple[tuple[type[EnvsError], int], ...] = (
+    (SpecError, 400),
+    (BackendUnavailableError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (KernelStartError, 502),
+)
+
+
+def status_for(error: EnvsError) -> int:
+    """The HTTP status of a domain error (500 for those that are the server's problem)."""
+    return next((code for cls, code in _STATUS if isinstance(error, cls)), 500)
+
+
+def _bad_request(message: str) -> web.HTTPError:
+    # "%s" keeps a message containing "%" from being read as a format string by tornado.
+    return web.HTTPError(400, "%s", message)
+
+
+def _non_negative(raw: str) -> int | None:
+    # str.isdigit() also accepts digits int() refuses ("²"): only ASCII 0-9 here.
+    return int(raw) if raw.isascii() and raw.isdigit() else None
+
+
+def _http_error_message(exc: web.HTTPError) -> str | None:
+    # tornado < 6.5 has no get_message(); its log_message is the raw format string.
+    getter = getattr(exc, "get_message", None)
+    if getter is not None:
+        return cast("str | None", getter())
+    raw = exc.log_message
+    return raw % exc.args if raw and exc.args else raw
+
+
+class EnvsAPIHandler(APIHandler):
+    """Base of the jupyter-envs handlers: JSON errors, the app's manager and build queue."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def initialize(self, envs: JupyterEnvsApp) -> None:
+        """Called by tornado with the route's keyword arguments."""
+        self.envs = envs
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Accept the scoped token kernels hold, for these routes only; else the server's auth.
+
+        A scoped request still goes through ``@authorized`` (as the user ``jupyter-envs-kernel``),
+        so a server's own Authorizer keeps the last word.
+        """
+        if self.envs.scoped_token.matches(self.request.headers.get("Authorization")):
+            self.current_user = self._jupyter_current_user = self.envs.scoped_token.user()
+            return
+        await super().prepare()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error as ``{"message", "reason"}``; never a traceback."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        reason = responses.get(status_code, "Unknown")
+        message = reason
+        if isinstance(exc, EnvsError):
+            status_code = status_for(exc)
+            self.set_status(status_code)
+            message, reason = str(exc), type(exc).__name__
+        elif isinstance(exc, web.HTTPError):
+            reason = exc.reason or reason
+            message = _http_error_message(exc) or reason
+        elif exc is not None:
+            message = "internal server error; the server log has the details"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message, "reason": reason}))
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """A user's mistake (bad spec, unknown name) is one log line, not a traceback."""
+        if isinstance(value, EnvsError) and status_for(value) < 500:
+            self.log.info("jupyter-envs: %s %s: %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def reply(self, data: object, status: int = 200) -> None:
+        """Finish with ``data`` as JSON."""
+        self.set_status(status)
+        self.finish(json.dumps(data))
+
+    def json_body(self) -> object:
+        """The request body parsed as JSON (None when empty)."""
+        if not self.request.body:
+            return None
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise _bad_request("the request body is not valid JSON") from None
+
+    def int_argument(self, name: str, default: int | None = None) -> int | None:
+        """A non-negative integer query argument."""
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        value = _non_negative(raw)
+        if value is None:
+            raise _bad_request(f"'{name}' must be a non-negative integer, got {raw!r}")
+        return value
+
+
+class EnvironmentsHandler(EnvsAPIHandler):
+    """``GET`` lists environments; ``POST`` creates one and starts its build."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Every registered environment (its latest version)."""
+        self.reply(await asyncio.to_thread(environments_json, self.envs.manager))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Validate the spec, queue its build (or join the identical running one); 202."""
+        body = self.json_body()
+        # Parsing may run builder detection and availability checks: keep them off the loop.
+        request = await asyncio.to_thread(
+            parse_create, body, self.envs.manager, self.envs.default_backend
+        )
+        job = self.envs.queue.submit(request.env, request.spec_hash, force=request.force)
+        self.set_header("Location", url_path_join(self.base_url, API_PREFIX, "builds", job.id))
+        self.reply(job.to_json(), status=202)
+
+
+class EnvironmentHandler(EnvsAPIHandler):
+    """One environment: ``GET`` its latest version, ``DELETE`` it (or one version)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """The latest version, the list of versions and the active build id, if any."""
+        data = await asyncio.to_thread(environment_json, self.envs.manager, name)
+        active = self.envs.queue.active(name)
+        self.reply({**data, "active_build": active.id if active else None})
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Unregister the environment (``?version=N``: one version) and delete its files; 204."""
+        version = self.int_argument("version")
+        active = self.envs.queue.active(name)
+        if active is not None:
+            # Removing waits for the per-name build lock: refuse instead of hanging the request.
+            raise ConflictError(
+                f"environment '{name}' is being built (build {active.id}); cancel the build or "
+                "wait for it to finish, then remove it"
+            )
+        await asyncio.to_thread(self.envs.manager.remove, name, version)
+        self.set_status(204)
+        self.finish()
+
+
+class VersionsHandler(EnvsAPIHandler):
+    """``GET`` every version of one environment, oldest first."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """All versions of ``name``."""
+        records = await asyncio.to_thread(self.envs.manager.versions, name)
+        self.reply([version_json(r) for r in records])
+
+
+class BuildsHandler(EnvsAPIHandler):
+    """``GET`` the builds this server knows (``?name=`` filters by environment)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """Known builds, oldest first."""
+        name = self.get_query_argument("name", None)
+        self.reply([job.to_json() for job in self.envs.queue.jobs(name)])
+
+
+class BuildHandler(EnvsAPIHandler):
+    """``GET`` one build."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        """The build's status, version, kernel name and error."""
+        self.reply(self.envs.queue.get(build_id).to_json())
+
+
+class CancelHandler(EnvsAPIHandler):
+    """``POST`` cancels a queued or running build."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, build_id: str) -> None:
+        """Ask the build to stop; 202 (a running build ends as ``cancelled`` shortly after)."""
+        self.reply(self.envs.queue.cancel(build_id).to_json(), status=202)
+
+
+class BuildLogHandler(EnvsAPIHandler):
+    """``GET`` a build's log as Server-Sent Events, live, from line ``?offset=N`` on."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, build_id: str) -> None:
+        """Stream the log; the stream ends with a ``done`` event when the build finishes.
+
+        ``offset`` (or the ``Last-Event-ID`` header an EventSource sends when it reconnects) is
+        the number of log lines already received.
+        """
+        job = self.envs.queue.get(build_id)
+        last_id = _non_negative(self.request.headers.get("Last-Event-ID", ""))
+        offset = self.int_argument("offset", last_id or 0) or 0
+        content_type = "text/event-stream; charset=utf-8"
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-cache")
+        # Proxies that buffer responses (nginx) would hold the events back until the end.
+        self.set_header("X-Accel-Buffering", "no")
+        try:
+            self.write(f": build {job.id} of {job.name}\n\n")
+            await self.flush()
+            async with contextlib.aclosing(follow(job, offset)) as events:
+                async for event in events:
+                    self.write(event.encode())
+                    await self.flush()
+        except StreamClosedError:
+            return  # the client went away; the build carries on without it
+        self.finish(set_content_type=content_type)
+
+
+def _switch_fields(body: object, optional: tuple[str, ...] = ()) -> dict[str, str]:
+    """``kernel_id`` and ``kernel_name`` (and the ``optional`` ones given) from a switch body."""
+    if not isinstance(body, dict):
+        raise _bad_request("the body must be a JSON object with kernel_id and kernel_name")
+    fields = {}
+    for field in ("kernel_id", "kernel_name", *optional):
+        value = body.get(field)
+        if field in optional and value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise _bad_request(f"'{field}' must be a non-empty string")
+        fields[field] = value
+    return fields
+
+
+@contextlib.contextmanager
+def _session_errors(kernel_id: str) -> Iterator[None]:
+    """The switch helpers' LookupError (no session owns the kernel) → 404, ValueError → 400."""
+    try:
+        yield
+    except LookupError:
+        raise NotFoundError(f"no session uses kernel {kernel_id}") from None
+    except ValueError as exc:
+        raise _bad_request(str(exc)) from None
+
+
+class PrepareSwitchHandler(EnvsAPIHandler):
+    """``POST`` starts the kernel a session is about to switch to, and waits until it answers."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{kernel_id, kernel_name}``; 201 once the new kernel answers.
+
+        A kernel calls this for its successor while its ``%%env`` cell still runs, then hands
+        ``new_kernel_id`` to the frontend (or to ``POST switch``), which only has to move the
+        session onto it. A kernel that cannot start is answered with 502 and shut down: the
+        notebook keeps the kernel it has.
+        """
+        fields = _switch_fields(self.json_body())
+        prepared = self.envs.prepared
+        if prepared is None:
+            raise ConflictError(
+                "this server does not start kernels ahead of a switch "
+                "(JupyterEnvsApp.prepare_kernels is False)"
+            )
+        with _session_errors(fields["kernel_id"]):
+            started = await prepared.prepare(fields["kernel_id"], fields["kernel_name"])
+        self.reply(
+            {
+                "status": "ready",
+                "kernel_id": fields["kernel_id"],
+                "kernel_name": fields["kernel_name"],
+                **started,
+            },
+            status=201,
+        )
+
+
+class SwitchHandler(EnvsAPIHandler):
+    """``POST`` switches the session that owns a kernel to another kernelspec."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{kernel_id, kernel_name[, new_kernel_id]}``; 202 with the session, which
+        switches right after.
+
+        Used by a kernel whose frontend has no labextension: the kernel asks for its own
+        replacement, and the frontend picks the new kernel up when it next polls its session.
+        With ``new_kernel_id`` (from ``POST switch/prepare``) the session adopts that kernel.
+        """
+        fields = _switch_fields(self.json_body(), optional=("new_kernel_id",))
+        serverapp = self.envs.serverapp
+        assert serverapp is not None  # set once the extension is loaded by a server
+        with _session_errors(fields["kernel_id"]):
+            session = await switch_session(
+                serverapp,
+                fields["kernel_id"],
+                fields["kernel_name"],
+                prepared=self.envs.prepared,
+                new_kernel_id=fields.get("new_kernel_id"),
+            )
+        self.reply(
+            {
+                "status": "switching",
+                "session_id": session["id"],
+                "path": session["path"],
+                "from_kernel": fields["kernel_id"],
+                "kernel_name": fields["kernel_name"],
+                "new_kernel_id": fields.get("new_kernel_id"),
+            },
+            status=202,
+        )
+
+
+def default_handlers(
+    envs: JupyterEnvsApp,
+) -> list[tuple[str, type[EnvsAPIHandler], dict[str, Any]]]:
+    """The routes, relative to the server's base URL."""
+    name = r"(?P<name>[^/]+)"
+    build = r"(?P<build_id>[^/]+)"
+    routes: list[tuple[str, type[EnvsAPIHandler]]] = [
+        ("environments", EnvironmentsHandler),
+        (f"environments/{name}", EnvironmentHandler),
+        (f"environments/{name}/versions", VersionsHandler),
+        ("builds", BuildsHandler),
+        (f"builds/{build}", BuildHandler),
+        (f"builds/{build}/cancel", CancelHandler),
+        (f"builds/{build}/log", BuildLogHandler),
+        ("switch", SwitchHandler),
+        ("switch/prepare", PrepareSwitchHandler),
+    ]
+    return [(f"{API_PREFIX}/{path}", handler, {"envs": envs}) for path, handler in routes]

@@ -1,0 +1,133 @@
+"""JSON in and out of the REST API: request bodies to Environments, records to plain dicts.
+
+Nothing here knows about tornado; the functions that touch the registry are synchronous and are
+called by the handlers in worker threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from ...engines.store import VersionRecord
+from ...errors import SpecError
+from ...facade.manager import EnvManager
+from ...spec._environment import Environment
+
+__all__ = [
+    "CreateRequest",
+    "environment_json",
+    "environments_json",
+    "iso",
+    "parse_create",
+    "version_json",
+]
+
+_CREATE_KEYS = frozenset({"name", "text", "format", "spec", "force"})
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A Unix time as ISO 8601 in UTC with a ``Z``, as jupyter_server writes times."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def version_json(record: VersionRecord) -> dict[str, Any]:
+    """One registered version. Paths on the server (artifact, log) are not exposed."""
+    return {
+        "name": record.name,
+        "version": record.version,
+        "description": record.spec.get("description", ""),
+        "status": record.status,
+        "backend": record.backend,
+        "spec_hash": record.spec_hash,
+        "kernel_name": record.kernel_name,
+        "python_version": record.python_version,
+        "build_seconds": record.build_seconds,
+        "created": iso(record.created),
+        "spec": record.spec,
+        "lock": record.lock,
+    }
+
+
+def environment_json(manager: EnvManager, name: str) -> dict[str, Any]:
+    """An environment: its latest version, plus the numbers of all its versions."""
+    versions = manager.versions(name)
+    return {**version_json(versions[-1]), "versions": [v.version for v in versions]}
+
+
+def environments_json(manager: EnvManager) -> list[dict[str, Any]]:
+    """Every registered environment, by name."""
+    out: list[dict[str, Any]] = []
+    for name in manager.ws.names():
+        versions = manager.ws.versions(name)
+        if versions:  # removed between the two reads: skip rather than fail the whole list
+            out.append({**version_json(versions[-1]), "versions": [v.version for v in versions]})
+    return out
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """A validated ``POST environments`` body."""
+
+    env: Environment
+    spec_hash: str
+    force: bool
+
+
+def parse_create(
+    body: object, manager: EnvManager, default_backend: str | None = None
+) -> CreateRequest:
+    """Validate a ``POST environments`` body and build its Environment.
+
+    Every problem raises :class:`SpecError` naming the field; a backend this server cannot run
+    raises :class:`BackendUnavailableError` now rather than in a build that would fail anyway.
+    Specs that name no backend get ``default_backend`` when one is configured.
+    """
+    if not isinstance(body, dict):
+        raise SpecError("the request body must be a JSON object")
+    unknown = sorted(set(body) - _CREATE_KEYS)
+    if unknown:
+        raise SpecError(f"unknown keys {unknown} (known: {sorted(_CREATE_KEYS)})")
+    name = body.get("name")
+    if not isinstance(name, str):
+        raise SpecError("is required and must be a string", field="name")
+    text, spec, fmt = body.get("text"), body.get("spec"), body.get("format")
+    if (text is None) == (spec is None):
+        raise SpecError(
+            "give exactly one of 'text' (requirements.txt, environment.yml or Dockerfile text) "
+            "and 'spec' (an Environment.to_dict() object)"
+        )
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise SpecError("must be true or false", field="force")
+    if fmt is not None and (text is None or not isinstance(fmt, str)):
+        raise SpecError("must be a string, and only goes with 'text'", field="format")
+    if text is not None:
+        if not isinstance(text, str):
+            raise SpecError("must be a string", field="text")
+        env = Environment.from_text(name, text, fmt)
+    else:
+        env = _from_spec(name, spec)
+    if default_backend and env.backend_named is None:
+        env.backend = default_backend
+    manager.builder_for(env)  # refuse now (400), not after queueing, when it cannot run here
+    return CreateRequest(env=env, spec_hash=env.spec_hash, force=force)
+
+
+def _from_spec(name: str, spec: object) -> Environment:
+    if not isinstance(spec, dict):
+        raise SpecError("must be an object (the form Environment.to_dict() returns)", field="spec")
+    data = {"name": name, **spec}
+    if data["name"] != name:
+        raise SpecError(f"spec.name {data['name']!r} differs from name {name!r}", field="name")
+    try:
+        return Environment.from_dict(data)
+    except SpecError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # from_dict trusts the shape of its input (it reads what to_dict wrote); a hand-written
+        # body can have a list where a mapping belongs. Say so instead of failing with a 500.
+        raise SpecError(f"malformed spec: {type(exc).__name__}: {exc}", field="spec") from None
