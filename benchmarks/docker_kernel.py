@@ -35,9 +35,10 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
+from jupyter_envs.engines.docker import LABEL_PYTHON
 from jupyter_envs.engines.kernels import PROVISIONER_NAME, docker_kernelspec_fields
 from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
-from jupyter_envs.engines.kernels.launcher import LABEL_PYTHON, PORT_NAMES
+from jupyter_envs.engines.kernels.launcher import PORT_NAMES
 
 
 def provisioner_start(name: str, cwd: Path) -> float:

@@ -28,12 +28,10 @@ from jupyter_envs import Environment
 from jupyter_envs.engines.builders import CancelToken
 from jupyter_envs.engines.builders.docker import DockerBuilder, engine_unavailable_reason
 from jupyter_envs.engines.builders.dockerfile import (
-    LABEL_ENV,
-    LABEL_SPEC_HASH,
-    LABEL_VERSION,
     image_details,
     render_dockerfile,
 )
+from jupyter_envs.engines.docker import LABEL_ENV, LABEL_SPEC_HASH, LABEL_VERSION
 from jupyter_envs.engines.store import Workspace
 from jupyter_envs.errors import BackendUnavailableError, BuildCancelledError, BuildError
 from jupyter_envs.events import Event, LogLine
@@ -156,7 +154,10 @@ def test_build_small_env_then_add_a_package_reuses_layers(workspace: Workspace, 
     assert info["dockerfile"] == image_details(env)["ingredients"]["dockerfile"]
     assert info["dockerfile"] == render_dockerfile(env)
     # The kernelspec starts the container launcher on this image.
-    argv = DockerBuilder().kernel_argv(Path(record.artifact or ""))
+    target = DockerBuilder().kernel_target(Path(record.artifact or ""))
+    assert target.image == tag
+    kernel = workspace.kernels_dir / (record.kernel_name or "") / "kernel.json"
+    argv = json.loads(kernel.read_text())["argv"]
     assert argv[1:5] == ["-m", "jupyter_envs.engines.kernels.launcher", "--image", tag]
     assert any(line.startswith("Step 1/") for line in first.lines)
 

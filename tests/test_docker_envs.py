@@ -23,7 +23,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 
 from jupyter_envs import Environment, Resources, Workspace
-from jupyter_envs.engines.kernels import LABEL_KERNEL_ID
+from jupyter_envs.engines.docker import LABEL_KERNEL_ID
 from jupyter_envs.frontends.cli import main
 from tests import _engine
 from tests._lab import JupyterServer, jupyter_server

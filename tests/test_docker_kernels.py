@@ -34,8 +34,8 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from jupyter_core.utils import ensure_event_loop
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see the module docstring)
 
+from jupyter_envs.engines.docker import LABEL_KERNEL_ID
 from jupyter_envs.engines.kernels import (
-    LABEL_KERNEL_ID,
     PROVISIONER_NAME,
     KernelLaunchError,
     docker_kernelspec_fields,
@@ -537,7 +537,7 @@ def test_another_servers_kernel_containers_are_left_alone(
 ) -> None:
     """A developer's own server may run container kernels on the engine the suite uses: the
     suite's kernels, its leak checks, the reaper and gc must leave those running."""
-    from jupyter_envs.engines.kernels import LABEL_SERVER_HOST, LABEL_SERVER_PID
+    from jupyter_envs.engines.docker import LABEL_SERVER_HOST, LABEL_SERVER_PID
     from jupyter_envs.engines.kernels.reaper import gc
 
     other_server = subprocess.Popen(["sleep", "600"])  # alive, and not this process

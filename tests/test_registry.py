@@ -36,6 +36,7 @@ def test_build_registers_version_lock_and_kernelspec(workspace: Workspace) -> No
         "version": 1,
         "spec_hash": result.spec_hash,
         "backend": "fake",
+        "runtime": "local",
         "description": "",
     }
     assert spec["display_name"].startswith("demo v1")

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from .._version import __version__
 
-__all__ = ["KERNEL_SIDE_REQUIREMENTS", "ensure_runtime", "package_digest"]
+__all__ = [
+    "KERNEL_SIDE_REQUIREMENTS",
+    "PACKAGE_DIR",
+    "ensure_runtime",
+    "package_digest",
+    "package_files",
+]
 
 #: Installed into every venv beside the user's requirements. Keep in step with pyproject.toml.
 KERNEL_SIDE_REQUIREMENTS = (
@@ -32,15 +38,17 @@ KERNEL_SIDE_REQUIREMENTS = (
     "uv>=0.4",
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+# The package root (this module lives in jupyter_envs/engines/).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The server extension and the prebuilt labextension run in the Jupyter server, never in a
 # built environment's kernel.
 _SKIP_DIRS = {"__pycache__", "labextension", "server"}
 
 
-def _package_files() -> list[Path]:
+def package_files() -> list[Path]:
+    """The files of the running package that kernels need (not the server or labextension)."""
     files: list[Path] = []
-    for root, dirs, names in os.walk(_PACKAGE_DIR):
+    for root, dirs, names in os.walk(PACKAGE_DIR):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
         files.extend(Path(root) / n for n in sorted(names) if not n.endswith((".pyc", ".pyo")))
     return files
@@ -50,8 +58,8 @@ def _package_files() -> list[Path]:
 def package_digest() -> str:
     """A digest of the running package's files (changes whenever its code does)."""
     digest = hashlib.sha256()
-    for path in _package_files():
-        digest.update(str(path.relative_to(_PACKAGE_DIR)).encode())
+    for path in package_files():
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -65,8 +73,8 @@ def ensure_runtime(store_root: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     try:
         dest = tmp / "jupyter_envs"
-        for path in _package_files():
-            out = dest / path.relative_to(_PACKAGE_DIR)
+        for path in package_files():
+            out = dest / path.relative_to(PACKAGE_DIR)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, out)
         try:

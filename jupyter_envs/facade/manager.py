@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +26,7 @@ from ..engines.builders import (
     get_builder,
 )
 from ..engines.builders.base import missing_directory
+from ..engines.builders.dockerfile import default_base_image
 from ..engines.kernels.kernelspec import (
     display_name,
     kernel_name,
@@ -33,6 +34,7 @@ from ..engines.kernels.kernelspec import (
     remove_kernelspec,
     write_kernelspec,
 )
+from ..engines.kernels.runtimes import KernelRequest, choose_runtime
 from ..engines.runtime import ensure_runtime
 from ..engines.store import VersionRecord, Workspace, default_root
 from ..errors import (
@@ -48,7 +50,7 @@ from ..spec import curated
 from ..spec._conda import CondaDependencies
 from ..spec._environment import Environment
 
-__all__ = ["BuildResult", "EnvManager", "get_manager"]
+__all__ = ["BuildResult", "EnvManager", "Settings", "get_manager"]
 
 EventSink = Callable[[Event], None]
 
@@ -88,11 +90,40 @@ def _record_env(record: VersionRecord) -> Environment:
     return env
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What an administrator configures, passed in (the server passes its traitlets).
+
+    ``default_base_image`` is what Docker specs without a base image build on; it becomes part
+    of the spec (and so of its hash) before the build, so changing it builds anew instead of
+    reusing images made on the old base. Default: ``$JUPYTER_ENVS_DEFAULT_BASE_IMAGE``, else
+    ``python:3.12-slim``. ``kernel_runtime`` names the runtime every kernelspec uses (default:
+    the first runtime that accepts what the build made).
+    """
+
+    default_base_image: str = field(default_factory=default_base_image)
+    kernel_runtime: str | None = None
+
+
 class EnvManager:
     """Builds and registers environments in one :class:`Workspace`."""
 
-    def __init__(self, workspace: Workspace | None = None) -> None:
+    def __init__(
+        self, workspace: Workspace | None = None, settings: Settings | None = None
+    ) -> None:
         self.ws = workspace if workspace is not None else Workspace.default()
+        self.settings = settings if settings is not None else Settings()
+
+    def resolve(self, env: Environment) -> Environment:
+        """``env`` as it will be built: a Docker spec that names no base (no base image, image
+        or Dockerfile) gets :attr:`Settings.default_base_image`; other specs come back as they
+        are."""
+        docker = env.docker
+        if env.kind != "docker" or docker.base_image or docker.base_dockerfile or env.image:
+            return env
+        resolved = env.clone_with(base_image=self.settings.default_base_image)
+        resolved.detected_format = env.detected_format
+        return resolved
 
     # -- building ----------------------------------------------------------------------------
     def _hit(
@@ -168,6 +199,7 @@ class EnvManager:
         """
         started = time.perf_counter()
         sink: EventSink = on_event or (lambda _event: None)
+        env = self.resolve(env)
         spec_hash = env.spec_hash
         if not force and (record := self._hit(env, spec_hash, sink)) is not None:
             return self._hit_result(record, started)
@@ -305,20 +337,23 @@ class EnvManager:
         self, env: Environment, version: int, spec_hash: str, artifact: Path, python_version: str
     ) -> str:
         builder = choose_builder(env)
-        fields = builder.kernelspec_fields(artifact, env, version, spec_hash)
+        target = builder.kernel_target(artifact)
+        runtime = choose_runtime(target, self.settings.kernel_runtime)
+        fields = runtime.kernelspec_fields(KernelRequest(target, env, version, spec_hash))
         return write_kernelspec(
             self.ws.kernels_dir,
             env=env.name,
             version=version,
             spec_hash=spec_hash,
             backend=builder.name,
-            argv=list(fields.get("argv") or builder.kernel_argv(artifact)),
+            argv=list(fields["argv"]),
             python_version=python_version,
             env_vars=env.env_vars,
             store_root=self.ws.root,
             description=env.description,
             interrupt_mode=str(fields.get("interrupt_mode", "signal")),
             extra_metadata=dict(fields.get("metadata") or {}),
+            runtime=runtime.name,
         )
 
     def _fail(self, build_id: str, exc: BaseException, log_path: Path) -> None:
@@ -355,6 +390,7 @@ class EnvManager:
     # -- registry ----------------------------------------------------------------------------
     def register(self, env: Environment) -> Environment:
         """Record a spec without building it (a no-op if that spec is registered already)."""
+        env = self.resolve(env)
         spec_hash = env.spec_hash
         with self.ws.build_lock(env.name):
             existing = self.ws.find(env.name, spec_hash)

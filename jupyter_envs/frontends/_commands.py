@@ -217,7 +217,7 @@ def cmd_gc(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
     considered, so another store's images on the same engine are left alone.
     """
     from ..engines.builders.docker import docker_client
-    from ..engines.builders.dockerfile import LABEL_ENV, LABEL_SPEC_HASH
+    from ..engines.docker import LABEL_ENV, LABEL_SPEC_HASH
     from ..engines.kernels.reaper import gc
 
     remove = not args.dry_run

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...events import Event
+from ..kernels.runtimes import KernelTarget
 from ._process import CancelToken
 
 if TYPE_CHECKING:
@@ -79,16 +80,10 @@ class Builder(ABC):
         """
 
     @abstractmethod
-    def kernel_argv(self, artifact: Path) -> list[str]:
-        """The kernelspec ``argv`` for an artifact at its final location."""
-
-    def kernelspec_fields(
-        self, artifact: Path, env: Environment, version: int, spec_hash: str
-    ) -> dict[str, Any]:
-        """Overrides for the kernelspec of a built version: ``argv``, ``interrupt_mode``,
-        ``metadata`` (merged). The default runs :meth:`kernel_argv` as a local process.
-        """
-        return {"argv": self.kernel_argv(artifact)}
+    def kernel_target(self, artifact: Path) -> KernelTarget:
+        """What runs a kernel of an artifact at its final location (an interpreter on this
+        machine, or an image). Where that kernel runs is the kernel runtime's choice, not the
+        builder's (see :mod:`jupyter_envs.engines.kernels.runtimes`)."""
 
     def artifact_problem(self, artifact: Path) -> str | None:
         """Why a registered artifact can no longer be used (deleted behind our back), or None.

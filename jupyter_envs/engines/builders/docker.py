@@ -12,15 +12,17 @@ import json
 import queue
 import re
 import shutil
-import sys
 import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import BackendUnavailableError, BuildCancelledError, BuildError
+from ...errors import BuildCancelledError, BuildError
 from ...events import Event, LogLine, Progress
+from .. import docker as _docker
+from ..docker import LABEL_ROLE
+from ..kernels.runtimes import KernelTarget
 from ._process import CancelToken
 from .base import Builder, BuildOutput, BuildRequest
 from .dockerfile import BuildPlan, mask_secrets, prepare_context
@@ -33,10 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["DockerBuilder", "build_image", "docker_client", "engine_unavailable_reason"]
 
 IMAGE_JSON = "image.json"
-LABEL_ROLE = "jupyter-envs.role"
 TAIL_LINES = 30
-# The engine answers a ping in milliseconds; a hung socket must not hang a build request.
-_PING_TIMEOUT = 10
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _RUNNING_IN = re.compile(r"^---> Running in ([0-9a-f]{12,64})")
 _LAYER = re.compile(r"^---> ([0-9a-f]{12,64})$")
@@ -52,46 +51,19 @@ _PULL_FAILURE = re.compile(
 
 
 def docker_client(timeout: int | None = None) -> docker.DockerClient:
-    """A client for the engine ``docker.from_env()`` finds; BackendUnavailableError if none."""
-    reason, client = _connect(timeout or _PING_TIMEOUT)
-    if client is None:
-        raise BackendUnavailableError("docker", reason or "unknown reason")
-    return client
+    """A client for the engine ``docker.from_env()`` finds; BackendUnavailableError if none.
 
-
-def _connect(timeout: int) -> tuple[str | None, docker.DockerClient | None]:
-    try:
-        import docker
-    except ImportError:
-        return (
-            "the Python 'docker' package (docker SDK >= 7) is not installed: pip install docker",
-            None,
-        )
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as exc:  # DockerException, requests errors, socket errors alike
-        return (
-            f"the Docker engine is not reachable ({_one_line(exc)}); start it (dockerd) or set "
-            "DOCKER_HOST",
-            None,
-        )
-    # Builds stream for minutes: no read timeout once connected.
-    client.api.timeout = None
-    return None, client
+    No read timeout unless ``timeout`` is given: builds stream for minutes.
+    """
+    return _docker.connect(timeout)
 
 
 def engine_unavailable_reason() -> str | None:
     """Why Docker builds cannot run here (SDK missing, engine unreachable), or None."""
-    reason, client = _connect(_PING_TIMEOUT)
+    reason, client = _docker.probe()
     if client is not None:
         client.close()
     return reason
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -293,7 +265,7 @@ def _short(step: str) -> str:
 def _api_error(
     exc: BaseException, plan: BuildPlan, env_name: str | None, tail: list[str]
 ) -> BuildError:
-    text = mask_secrets(_one_line(exc), plan.secrets)
+    text = mask_secrets(_docker.one_line(exc), plan.secrets)
     return BuildError(f"the Docker engine failed the build: {text}", env=env_name, log_tail=tail)
 
 
@@ -411,41 +383,10 @@ class DockerBuilder(Builder):
         finally:
             client.close()
 
-    def kernel_argv(self, artifact: Path) -> list[str]:
-        """The container launcher, run by the host's Python, for the version's image."""
-        return [
-            sys.executable,
-            "-m",
-            "jupyter_envs.engines.kernels.launcher",
-            "--image",
-            read_image_json(artifact)["tag"],
-            "-f",
-            "{connection_file}",
-        ]
-
-    def kernelspec_fields(
-        self, artifact: Path, env: Environment, version: int, spec_hash: str
-    ) -> dict[str, Any]:
-        """Run the kernel in a container through the ``jupyter-envs-docker`` provisioner.
-
-        The ``argv`` is the same container through the foreground launcher, for clients that
-        ignore provisioners. Resources, env vars and secret *names* travel in the kernelspec;
-        secret values are read each time a kernel starts.
-        """
-        from ..kernels import docker_kernelspec_fields
-
-        resources = env.resources
-        return docker_kernelspec_fields(
-            read_image_json(artifact)["tag"],
-            env=env.name,
-            version=version,
-            spec_hash=spec_hash,
-            cpu=resources.cpu,
-            memory=resources.memory,
-            gpu=resources.gpu or None,
-            secrets=list(env.secrets),
-            env_vars=dict(env.env_vars),
-        )
+    def kernel_target(self, artifact: Path) -> KernelTarget:
+        """The version's image, and the interpreter in it that runs the kernel."""
+        info = read_image_json(artifact)
+        return KernelTarget(python=str(info.get("python") or "python3"), image=str(info["tag"]))
 
     def artifact_problem(self, artifact: Path) -> str | None:
         """The image must still be on the engine (``docker rmi``, ``docker system prune``).
@@ -460,7 +401,7 @@ class DockerBuilder(Builder):
             info = read_image_json(artifact)
         except BuildError as exc:
             return str(exc)
-        _reason, client = _connect(_PING_TIMEOUT)
+        _reason, client = _docker.probe()
         if client is None:
             return None
         import docker.errors
@@ -498,7 +439,7 @@ class DockerBuilder(Builder):
 
 
 def _remove_tag(tag: str, image_id: str | None, shared: bool) -> None:
-    _reason, client = _connect(_PING_TIMEOUT)
+    _reason, client = _docker.probe()
     if client is None:
         return  # nothing to remove without an engine; the directory still goes
     import docker.errors

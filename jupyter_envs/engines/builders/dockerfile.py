@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._version import __version__
 from ...errors import BuildError
+from ..docker import LABEL_ENV, LABEL_PYTHON, LABEL_SPEC_HASH, LABEL_VERSION
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from . import pipconfig
 
@@ -44,10 +45,6 @@ if TYPE_CHECKING:
 __all__ = [
     "BASE_IMAGE_ENV",
     "DEFAULT_BASE_IMAGE",
-    "LABEL_ENV",
-    "LABEL_PYTHON",
-    "LABEL_SPEC_HASH",
-    "LABEL_VERSION",
     "VENV_PATH",
     "BuildPlan",
     "default_base_image",
@@ -71,11 +68,6 @@ _BUILD_DIR = "/opt/jupyter-envs/build"
 _CA_NAME = "jenv-build/ca.crt"
 _RUNTIME_CONTEXT = "jenv-build/runtime"
 
-LABEL_ENV = "jupyter-envs.env"
-LABEL_VERSION = "jupyter-envs.version"
-LABEL_SPEC_HASH = "jupyter-envs.spec-hash"
-#: The interpreter a kernel in the image must run (the container launcher reads it).
-LABEL_PYTHON = "jupyter-envs.python"
 
 # pip option → (pip variable, uv variable); both tools read their settings from the environment,
 # so the values travel as build args and never appear in the Dockerfile text.
@@ -392,15 +384,14 @@ class BuildPlan:
 
 
 def _copy_package(runtime_dir: Path | None, dest: Path) -> None:
-    from ..runtime import _package_files
+    from ..runtime import PACKAGE_DIR, package_files
 
     source = runtime_dir / "jupyter_envs" if runtime_dir is not None else None
     if source is not None and (source / "__init__.py").is_file():
         shutil.copytree(source, dest / "jupyter_envs", ignore=shutil.ignore_patterns("*.pyc"))
         return
-    package = Path(__file__).resolve().parent
-    for path in _package_files():
-        out = dest / "jupyter_envs" / path.relative_to(package)
+    for path in package_files():
+        out = dest / "jupyter_envs" / path.relative_to(PACKAGE_DIR)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, out)
 

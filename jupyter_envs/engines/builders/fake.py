@@ -23,6 +23,7 @@ from packaging.requirements import Requirement
 
 from ...errors import BuildCancelledError, BuildError
 from ...events import Event, LogLine, Progress
+from ..kernels.runtimes import KernelTarget
 from .base import Builder, BuildOutput, BuildRequest
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ class FakeBuilder(Builder):
         """Never detected: only an explicit ``backend="fake"`` selects it."""
         return False
 
-    def kernel_argv(self, artifact: Path) -> list[str]:
+    def kernel_target(self, artifact: Path) -> KernelTarget:
         """Kernels of fake envs run on the current interpreter."""
-        return [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        return KernelTarget(python=sys.executable, magics=False)
 
     def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
         """Write a marker file and a lock; honour the failure and delay switches."""

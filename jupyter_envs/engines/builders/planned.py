@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import BackendUnavailableError
 from ...events import Event
+from ..kernels.runtimes import KernelTarget
 from .base import Builder, BuildOutput, BuildRequest
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class _Placeholder(Builder):
     def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
         raise BackendUnavailableError(self.name, self.reason)
 
-    def kernel_argv(self, artifact: Path) -> list[str]:
+    def kernel_target(self, artifact: Path) -> KernelTarget:
         raise BackendUnavailableError(self.name, self.reason)
 
 

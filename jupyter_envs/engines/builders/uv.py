@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import BuildError
 from ...events import Event, LogLine, Progress
+from ..kernels.runtimes import KernelTarget
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from . import pipconfig
 from ._process import run_streaming
@@ -61,20 +62,9 @@ class UvBuilder(Builder):
             return "uv is not installed (pip install uv), and JUPYTER_ENVS_UV is not set"
         return None
 
-    def kernel_argv(self, artifact: Path) -> list[str]:
-        """Start ipykernel with the venv's own interpreter, the magics already loaded.
-
-        ``--ext`` loads ``jupyter_envs`` in every kernel of a built env, so a notebook that just
-        switched can build and switch again without ``%load_ext`` (a failing load only warns).
-        """
-        return [
-            str(artifact / "bin" / "python"),
-            "-m",
-            "ipykernel_launcher",
-            "--ext=jupyter_envs",
-            "-f",
-            "{connection_file}",
-        ]
+    def kernel_target(self, artifact: Path) -> KernelTarget:
+        """The venv's own interpreter."""
+        return KernelTarget(python=str(artifact / "bin" / "python"))
 
     def artifact_problem(self, artifact: Path) -> str | None:
         """The venv's directory and its interpreter must still be there."""

@@ -19,13 +19,6 @@ from typing import Any
 from ...errors import KernelLaunchError, SpecError
 
 __all__ = [
-    "LABEL_ENV",
-    "LABEL_KERNEL_ID",
-    "LABEL_RUNTIME_DIR",
-    "LABEL_SERVER_HOST",
-    "LABEL_SERVER_PID",
-    "LABEL_SERVER_START",
-    "LABEL_SPEC_HASH",
     "PROVISIONER_NAME",
     "SECRETS_DIR_VAR",
     "KernelLaunchError",
@@ -36,17 +29,6 @@ __all__ = [
 #: The entry point name (group ``jupyter_client.kernel_provisioners``) of the Docker provisioner.
 PROVISIONER_NAME = "jupyter-envs-docker"
 
-# Labels on every kernel container: the reaper finds orphans by them (see reaper.py).
-LABEL_KERNEL_ID = "jupyter-envs.kernel-id"
-LABEL_SERVER_PID = "jupyter-envs.server-pid"
-#: Start time (clock ticks since boot) of the server process: a recycled pid is not "alive".
-LABEL_SERVER_START = "jupyter-envs.server-start"
-#: Host name of the server: a shared or remote engine must not reap another host's kernels.
-LABEL_SERVER_HOST = "jupyter-envs.server-host"
-LABEL_ENV = "jupyter-envs.env"
-LABEL_SPEC_HASH = "jupyter-envs.spec-hash"
-#: The host directory holding the container's connection file copy and HOME (removed with it).
-LABEL_RUNTIME_DIR = "jupyter-envs.runtime-dir"
 
 #: A directory of secret files (``<dir>/<NAME>``), read when the server's environment lacks NAME.
 SECRETS_DIR_VAR = "JUPYTER_ENVS_SECRETS_DIR"

@@ -43,6 +43,7 @@ def write_kernelspec(
     description: str = "",
     interrupt_mode: str = "signal",
     extra_metadata: dict[str, Any] | None = None,
+    runtime: str = "local",
 ) -> str:
     """Write (or replace, atomically) the kernelspec of one version; return its name.
 
@@ -64,6 +65,7 @@ def write_kernelspec(
                 "version": version,
                 "spec_hash": spec_hash,
                 "backend": backend,
+                "runtime": runtime,
                 "description": description,
             },
         },

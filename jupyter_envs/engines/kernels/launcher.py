@@ -51,15 +51,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendUnavailableError, EnvsError
-from . import (
+from ...errors import EnvsError
+from .. import docker as _docker
+from ..docker import (
     LABEL_ENV,
     LABEL_KERNEL_ID,
+    LABEL_PYTHON,
     LABEL_RUNTIME_DIR,
     LABEL_SERVER_HOST,
     LABEL_SERVER_PID,
     LABEL_SERVER_START,
     LABEL_SPEC_HASH,
+)
+from . import (
     SECRETS_DIR_VAR,
     KernelLaunchError,
     parse_memory,
@@ -89,8 +93,6 @@ __all__ = [
 #: Where the private per-kernel directory appears inside the container.
 CONTAINER_DIR = "/run/jupyter-envs"
 PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-#: The image label naming the kernel's interpreter (written by the Docker builder).
-LABEL_PYTHON = "jupyter-envs.python"
 _DEFAULT_PYTHON = "python3"
 _SECRETS_FILE = "secrets.env"
 # Names passed through from the launching environment; everything else stays on the host.
@@ -160,21 +162,7 @@ def connect(environ: Mapping[str, str] | None = None) -> Any:
 
     Raises :class:`BackendUnavailableError` with the reason when the engine cannot be reached.
     """
-    import docker
-    import docker.errors
-
-    env = dict(os.environ if environ is None else environ)
-    try:
-        client = docker.from_env(environment=env, timeout=_API_TIMEOUT)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        host = env.get("DOCKER_HOST") or "the default socket"
-        raise BackendUnavailableError(
-            "docker",
-            f"cannot reach the Docker engine at {host} to start the kernel container: "
-            f"{_one_line(exc)}. Is the Docker daemon running?",
-        ) from None
-    return client
+    return _docker.connect(_API_TIMEOUT, environ=environ, purpose="to start the kernel container")
 
 
 def runtime_root() -> Path:
@@ -221,11 +209,6 @@ def read_secrets(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
             f"(or put files named after them in ${SECRETS_DIR_VAR})."
         )
     return values
-
-
-def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
 
 
 def _container_env(
@@ -387,7 +370,8 @@ def start_kernel_container(
             )
         except docker.errors.APIError as exc:
             raise KernelLaunchError(
-                f"cannot create the kernel container from '{settings.image}': {_one_line(exc)}"
+                f"cannot create the kernel container from '{settings.image}': "
+                f"{_docker.one_line(exc)}"
             ) from None
         cid = str(created["Id"])
         try:
@@ -396,7 +380,8 @@ def start_kernel_container(
             with contextlib.suppress(docker.errors.APIError):
                 client.api.remove_container(cid, force=True)
             raise KernelLaunchError(
-                f"cannot start the kernel container from '{settings.image}': {_one_line(exc)}"
+                f"cannot start the kernel container from '{settings.image}': "
+                f"{_docker.one_line(exc)}"
             ) from None
     except BaseException:
         shutil.rmtree(rdir, ignore_errors=True)

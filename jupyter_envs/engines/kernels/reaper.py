@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import (
+from ..docker import (
     LABEL_ENV,
     LABEL_KERNEL_ID,
     LABEL_RUNTIME_DIR,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..._version import __version__
 from ...engines.builders import get_builder
 from ...engines.store import Workspace, default_kernels_dir, default_root
 from ...errors import EnvsError
-from ...facade.manager import EnvManager
+from ...facade.manager import EnvManager, Settings
 from ._builds import BuildQueue
 from ._handlers import default_handlers
 from ._switch import PreparedKernels, ScopedToken, export_link
@@ -74,9 +75,20 @@ class JupyterEnvsApp(ExtensionApp):
         None,
         allow_none=True,
         help=(
-            "Base image of Docker environments whose spec names none (exported to builds as "
-            "$JUPYTER_ENVS_DEFAULT_BASE_IMAGE). Default: the Docker builder's own default, a "
-            "public Python image."
+            "Base image of Docker environments whose spec names none. It becomes part of the "
+            "spec (and its hash) before the build, so changing it builds anew. Default: "
+            "$JUPYTER_ENVS_DEFAULT_BASE_IMAGE, else a public Python image (python:3.12-slim)."
+        ),
+    ).tag(config=True)
+
+    kernel_runtime = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            "Where environment kernels run: the name of a kernel runtime ('local', 'docker', or "
+            "one a plug-in adds in the jupyter_envs.runtimes entry-point group). Default: the "
+            "first runtime that can run what the build made (an image runs in a container, a "
+            "venv as a local process)."
         ),
     ).tag(config=True)
 
@@ -138,9 +150,6 @@ class JupyterEnvsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         """Open the store and create the build queue (called once, at server start)."""
         self.scoped_token = ScopedToken()
-        if self.default_base_image:
-            # Read by the Docker builder, here and in kernels this server starts.
-            os.environ["JUPYTER_ENVS_DEFAULT_BASE_IMAGE"] = self.default_base_image
         # The port is final only once the server listens, after extensions load: hand the link
         # to kernels from the first turn of the event loop, before any kernel can start.
         IOLoop.current().add_callback(self._export_link)
@@ -154,7 +163,10 @@ class JupyterEnvsApp(ExtensionApp):
                 ready_timeout=self.kernel_ready_timeout,
                 adopt_timeout=self.prepared_kernel_timeout,
             )
-        self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir))
+        settings = Settings(kernel_runtime=self.kernel_runtime)
+        if self.default_base_image:
+            settings = dataclasses.replace(settings, default_base_image=self.default_base_image)
+        self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir), settings)
         self.queue = BuildQueue(
             self.manager, max_concurrent=self.max_concurrent_builds, log=self.log
         )
