@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jupyter_envs import Environment, Workspace, pipconfig
+from jupyter_envs import Environment, Workspace
+from jupyter_envs.engines.builders import pipconfig
 from jupyter_envs.engines.builders.pythons import select_interpreter
 from jupyter_envs.engines.builders.uv import find_uv
 from jupyter_envs.engines.runtime import KERNEL_SIDE_REQUIREMENTS

@@ -35,9 +35,9 @@ class FacadeActions:
     ) -> BuildResult:
         """See :meth:`Environment.build`: the server builds when this kernel has one."""
         if ws is None:
-            from .clients.remote import build
+            from .clients.envs import connect
 
-            return build(env, force=force, on_event=on_event)
+            return connect().build(env, force=force, on_event=on_event)
         from .facade.manager import get_manager
 
         return get_manager(ws).build(env, force=force, on_event=on_event)

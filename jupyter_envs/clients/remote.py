@@ -4,8 +4,8 @@ launched by a Jupyter server with the jupyter-envs extension.
 The server owns the registry there: the build runs in the server (it survives the kernel being
 replaced), and this module only submits the spec, follows the build's Server-Sent Events and
 turns them into the same :class:`~jupyter_envs.events.LogLine` / ``Progress`` events and
-:class:`~jupyter_envs.facade.manager.BuildResult` as a local build. Without such a server,
-:func:`build` is the in-process manager's build.
+:class:`~jupyter_envs.facade.manager.BuildResult` as a local build. Which way a build goes is
+chosen in :mod:`jupyter_envs.clients.envs`.
 """
 
 from __future__ import annotations
@@ -20,24 +20,11 @@ from typing import Any
 
 from ..errors import BuildCancelledError, BuildError, EnvsError
 from ..events import Event, LogLine, Progress
-from ..facade.manager import BuildResult, get_manager
+from ..facade.manager import BuildResult
 from ..spec._environment import Environment
-from .serverlink import ServerLink, container_kernel_problem
+from .serverlink import ServerLink
 
-__all__ = ["RemoteBuilds", "build"]
-
-
-def build(
-    env: Environment, *, force: bool = False, on_event: Callable[[Event], None] | None = None
-) -> BuildResult:
-    """Build ``env`` in the server when this kernel has one, else in this process."""
-    link = ServerLink.from_environment()
-    if link is None:
-        problem = container_kernel_problem()
-        if problem is not None:
-            raise EnvsError(problem)
-        return get_manager().build(env, force=force, on_event=on_event)
-    return RemoteBuilds(link).build(env, force=force, on_event=on_event)
+__all__ = ["RemoteBuilds"]
 
 
 class RemoteBuilds:

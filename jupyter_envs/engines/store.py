@@ -180,6 +180,11 @@ class Workspace:
         return VersionRecord(**data)
 
     # -- reading -----------------------------------------------------------------------------
+    def built_names(self) -> set[str]:
+        """Names this store ever built, removed ones included (their build records remain)."""
+        with self._connect() as db:
+            return {row[0] for row in db.execute("SELECT DISTINCT name FROM builds")}
+
     def names(self) -> list[str]:
         """Registered environment names, sorted."""
         with self._connect() as db:

@@ -50,7 +50,7 @@ from ..spec import curated
 from ..spec._conda import CondaDependencies
 from ..spec._environment import Environment
 
-__all__ = ["BuildResult", "EnvManager", "Settings", "get_manager"]
+__all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]
 
 EventSink = Callable[[Event], None]
 
@@ -88,6 +88,15 @@ def _record_env(record: VersionRecord) -> Environment:
     env = Environment.from_dict(record.spec)
     env.version = record.version
     return env
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """One Docker leftover :meth:`EnvManager.gc` found (and removed, unless listing)."""
+
+    kind: str  # "container" or "image"
+    name: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -442,20 +451,63 @@ class EnvManager:
                 shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
         return removed
 
-    def build_named(
-        self, name: str, *, force: bool = False, on_event: EventSink | None = None
-    ) -> BuildResult:
-        """Build a registered environment, or a curated one, by name."""
+    def names(self) -> builtins.list[str]:
+        """The names of every registered environment, sorted."""
+        return self.ws.names()
+
+    def spec_named(self, name: str) -> Environment:
+        """The latest registered spec of ``name``, else the curated one of that name."""
         try:
-            env = self.get(name)
+            return self.get(name)
         except NotFoundError:
             if name not in curated.names():
                 raise NotFoundError(
                     f"no environment named '{name}' is registered, and no curated environment "
                     f"has that name (curated: {', '.join(curated.names())})"
                 ) from None
-            env = curated.get(name)
-        return self.build(env, force=force, on_event=on_event)
+            return curated.get(name)
+
+    def build_named(
+        self, name: str, *, force: bool = False, on_event: EventSink | None = None
+    ) -> BuildResult:
+        """Build a registered environment, or a curated one, by name."""
+        return self.build(self.spec_named(name), force=force, on_event=on_event)
+
+    def gc(self, *, remove: bool = True) -> builtins.list[Garbage]:
+        """Docker leftovers: containers of kernels whose server died, then images that no
+        registered version of this store uses any more (``remove=False`` only lists them).
+
+        Only images labelled by jupyter-envs and named after an environment this store has
+        built are considered, so another store's images on the same engine are left alone.
+        """
+        from ..engines import docker
+        from ..engines.kernels.reaper import gc
+
+        found = [
+            Garbage(
+                "container",
+                item.name,
+                f"kernel {item.kernel_id}, env {item.env}, server pid {item.server_pid} gone",
+            )
+            for item in gc(remove=remove)
+        ]
+        client = docker.connect(purpose="to look for unused images")
+        try:
+            known = {(r.name, r.spec_hash) for name in self.names() for r in self.ws.versions(name)}
+            ever = set(self.names()) | self.ws.built_names()
+            for image in client.images.list(filters={"label": docker.LABEL_ENV}):
+                labels = image.labels or {}
+                env = labels.get(docker.LABEL_ENV, "")
+                if env not in ever or (env, labels.get(docker.LABEL_SPEC_HASH, "")) in known:
+                    continue
+                if remove:
+                    client.images.remove(image.id, force=True)
+                found.append(
+                    Garbage("image", ", ".join(image.tags) or image.short_id, f"env {env}")
+                )
+        finally:
+            client.close()
+        return found
 
     def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
         """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""

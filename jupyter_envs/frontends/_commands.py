@@ -1,7 +1,8 @@
 """The verbs shared by ``jupyter envs`` and ``%envs``: one parser, one implementation each.
 
-Each verb takes parsed arguments, a manager and a :class:`Output` and writes text; the CLI and
-the line magic differ only in how they show progress and where the text goes.
+Each verb takes parsed arguments, a façade (:class:`Verbs`: the manager for the CLI, the kernel
+client of :mod:`jupyter_envs.clients.envs` for the magic) and an :class:`Output`, and writes
+text; the CLI and the line magic differ only in how they show progress and where the text goes.
 """
 
 from __future__ import annotations
@@ -12,14 +13,40 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from ..engines.store import VersionRecord
 from ..errors import UsageError
 from ..events import Event
-from ..facade.manager import BuildResult, EnvManager
+from ..facade.manager import BuildResult, Garbage
 from ..spec import curated
 from ..spec._environment import Environment
 from ..spec._validate import read_spec_file
 
-__all__ = ["Output", "make_parser", "run_command"]
+__all__ = ["Output", "Verbs", "make_parser", "run_command"]
+
+EventSink = Callable[[Event], None]
+
+
+class Verbs(Protocol):
+    """The façade verbs the commands call (EnvManager and EnvsClient both have them)."""
+
+    def names(self) -> list[str]: ...
+    def record(self, name: str, version: int | None = None) -> VersionRecord: ...
+    def get(self, name: str, version: int | None = None) -> Environment: ...
+    def versions(self, name: str) -> list[VersionRecord]: ...
+    def build(
+        self,
+        env: Environment,
+        *,
+        force: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> BuildResult: ...
+    def build_named(
+        self, name: str, *, force: bool = False, on_event: Callable[[Event], None] | None = None
+    ) -> BuildResult: ...
+    def remove(self, name: str, version: int | None = None) -> list[VersionRecord]: ...
+    def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str: ...
+    def log_path(self, name: str) -> Path: ...
+    def gc(self, *, remove: bool = True) -> list[Garbage]: ...
 
 
 class Output(Protocol):
@@ -100,9 +127,9 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
-def cmd_list(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_list(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["NAME", "VERSION", "STATUS", "BACKEND", "PYTHON", "KERNEL", "UPDATED"]]
-    for name in mgr.ws.names():
+    for name in mgr.names():
         rec = mgr.record(name)
         rows.append(
             [
@@ -122,7 +149,7 @@ def cmd_list(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
     )
 
 
-def cmd_show(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_show(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rec = mgr.record(args.name, args.version)
     env = mgr.get(args.name, rec.version)
     lines = [
@@ -147,7 +174,7 @@ def cmd_show(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
     out.say("\n".join(lines))
 
 
-def cmd_versions(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_versions(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["VERSION", "STATUS", "HASH", "KERNEL", "BUILD", "CREATED"]]
     for rec in mgr.versions(args.name):
         build = f"{rec.build_seconds:.1f}s" if rec.build_seconds is not None else "-"
@@ -168,11 +195,11 @@ def _built(result: BuildResult, out: Output) -> None:
     out.say(result.summary())
 
 
-def cmd_build(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_build(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     _built(mgr.build_named(args.name, force=args.force, on_event=out.event), out)
 
 
-def cmd_create(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_create(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     path = Path(args.file)
     env = Environment.from_text(args.name, read_spec_file(path, "file"), format=args.format)
     if args.python:
@@ -181,13 +208,13 @@ def cmd_create(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
     _built(mgr.build(env, force=args.force, on_event=out.event), out)
 
 
-def cmd_remove(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_remove(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     removed = mgr.remove(args.name, args.version)
     versions = ", ".join(f"v{r.version}" for r in removed)
     out.say(f"Removed {args.name} ({versions}) and its kernelspecs.")
 
 
-def cmd_export(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_export(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     text = mgr.export(args.name, args.version, args.format)
     if args.output:
         Path(args.output).write_text(text)
@@ -196,7 +223,7 @@ def cmd_export(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
         out.say(text.rstrip("\n"))
 
 
-def cmd_logs(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_logs(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     path = mgr.log_path(args.name)
     # Logs can be long: stream them out a line at a time rather than reading them whole.
     with open(path) as handle:
@@ -204,56 +231,22 @@ def cmd_logs(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
             out.say(line.rstrip("\n"))
 
 
-def cmd_curated(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def cmd_curated(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["NAME", "DESCRIPTION"]]
     rows.extend([name, curated.get(name).description] for name in curated.names())
     out.say(_table(rows))
 
 
-def cmd_gc(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
-    """Dangling kernel containers, then images no registered version of this store uses.
-
-    Only images labelled by jupyter-envs and named after an environment of *this* store are
-    considered, so another store's images on the same engine are left alone.
-    """
-    from ..engines.builders.docker import docker_client
-    from ..engines.docker import LABEL_ENV, LABEL_SPEC_HASH
-    from ..engines.kernels.reaper import gc
-
+def cmd_gc(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     remove = not args.dry_run
     verb = "would remove" if args.dry_run else "removed"
-    count = 0
-    for item in gc(remove=remove):
-        out.say(
-            f"{verb} container {item.name} (kernel {item.kernel_id}, env {item.env}, "
-            f"server pid {item.server_pid} gone)"
-        )
-        count += 1
-    client = docker_client()
-    try:
-        known = {(r.name, r.spec_hash) for name in mgr.ws.names() for r in mgr.ws.versions(name)}
-        ever = set(mgr.ws.names()) | {b for b in _built_names(mgr)}
-        for image in client.images.list(filters={"label": LABEL_ENV}):
-            labels = image.labels or {}
-            env, spec_hash = labels.get(LABEL_ENV, ""), labels.get(LABEL_SPEC_HASH, "")
-            if env not in ever or (env, spec_hash) in known:
-                continue
-            if remove:
-                client.images.remove(image.id, force=True)
-            out.say(f"{verb} image {', '.join(image.tags) or image.short_id} (env {env})")
-            count += 1
-    finally:
-        client.close()
-    out.say(f"{verb} {count} item(s)" if count else "nothing to remove")
+    found = mgr.gc(remove=remove)
+    for item in found:
+        out.say(f"{verb} {item.kind} {item.name} ({item.detail})")
+    out.say(f"{verb} {len(found)} item(s)" if found else "nothing to remove")
 
 
-def _built_names(mgr: EnvManager) -> set[str]:
-    # Names this store ever built (removed ones included): their build records remain.
-    with mgr.ws.transaction() as db:
-        return {row[0] for row in db.execute("SELECT DISTINCT name FROM builds")}
-
-
-_VERBS: dict[str, Callable[[argparse.Namespace, EnvManager, Output], None]] = {
+_VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "list": cmd_list,
     "show": cmd_show,
     "versions": cmd_versions,
@@ -267,6 +260,6 @@ _VERBS: dict[str, Callable[[argparse.Namespace, EnvManager, Output], None]] = {
 }
 
 
-def run_command(args: argparse.Namespace, mgr: EnvManager, out: Output) -> None:
+def run_command(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     """Run the verb named by ``args.verb``."""
     _VERBS[args.verb](args, mgr, out)

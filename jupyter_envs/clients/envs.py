@@ -1,0 +1,113 @@
+"""One object with the manager's verbs for the front-ends that run inside a kernel.
+
+``%%env``, ``%envs``, ``Environment.build()`` and the widget panel run in a kernel. When that
+kernel was started by a Jupyter server with the jupyter-envs extension, the server owns the
+registry: builds run there (they outlive the kernel, which a switch replaces) and removals go
+through it (it may be building that name). Without such a server (nbclient, VS Code, plain
+IPython) the same verbs run in this process. :func:`connect` is the one place that chooses.
+
+Reads (list, show, versions, export, logs) use the store directly in both cases: it is the same
+store on the same machine, and SQLite with file locks makes that safe.
+"""
+
+from __future__ import annotations
+
+import builtins
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+
+from ..engines.kernels.environ import container_kernel_problem
+from ..engines.store import VersionRecord
+from ..errors import EnvsError
+from ..events import Event
+from ..facade.manager import BuildResult, EnvManager, Garbage, get_manager
+from ..spec import Environment
+from .remote import RemoteBuilds
+from .serverlink import ServerLink
+
+__all__ = ["EnvsClient", "connect"]
+
+EventSink = Callable[[Event], None]
+
+
+class EnvsClient:
+    """The manager's verbs, with builds and removals sent to the server when there is one."""
+
+    def __init__(self, link: ServerLink | None, manager: EnvManager | None = None) -> None:
+        self.link = link
+        self._manager = manager
+
+    @property
+    def local(self) -> bool:
+        """True when the verbs run in this process (no server to send them to)."""
+        return self.link is None
+
+    @property
+    def manager(self) -> EnvManager:
+        """The in-process manager of the store (refused in a container kernel, whose store is
+        on the host)."""
+        if self._manager is None:
+            self._manager = get_manager()
+        return self._manager
+
+    # -- what changes the registry: the server's to do when there is one ------------------------
+    def build(
+        self, env: Environment, *, force: bool = False, on_event: EventSink | None = None
+    ) -> BuildResult:
+        """Build ``env`` (in the server when this kernel has one)."""
+        if self.link is not None:
+            return RemoteBuilds(self.link).build(env, force=force, on_event=on_event)
+        problem = container_kernel_problem()
+        if problem is not None:
+            raise EnvsError(problem)
+        return self.manager.build(env, force=force, on_event=on_event)
+
+    def build_named(
+        self, name: str, *, force: bool = False, on_event: EventSink | None = None
+    ) -> BuildResult:
+        """Build a registered or curated environment by name."""
+        return self.build(self.manager.spec_named(name), force=force, on_event=on_event)
+
+    def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
+        """Unregister ``name`` (or one version); the versions removed."""
+        if self.link is None:
+            return self.manager.remove(name, version)
+        records = [r for r in self.manager.versions(name) if version in (None, r.version)]
+        query = f"?version={version}" if version is not None else ""
+        self.link.request("DELETE", f"environments/{urllib.parse.quote(name)}{query}")
+        return records
+
+    def gc(self, *, remove: bool = True) -> builtins.list[Garbage]:
+        """Docker leftovers (see :meth:`EnvManager.gc`)."""
+        return self.manager.gc(remove=remove)
+
+    # -- reads: the same store in both cases ---------------------------------------------------
+    def names(self) -> builtins.list[str]:
+        """Registered environment names."""
+        return self.manager.names()
+
+    def record(self, name: str, version: int | None = None) -> VersionRecord:
+        """The catalogue record of a version."""
+        return self.manager.record(name, version)
+
+    def get(self, name: str, version: int | None = None) -> Environment:
+        """A registered environment."""
+        return self.manager.get(name, version)
+
+    def versions(self, name: str) -> builtins.list[VersionRecord]:
+        """Every version of ``name``."""
+        return self.manager.versions(name)
+
+    def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
+        """A version as text (see :meth:`EnvManager.export`)."""
+        return self.manager.export(name, version, fmt)
+
+    def log_path(self, name: str) -> Path:
+        """The log of the latest build of ``name``."""
+        return self.manager.log_path(name)
+
+
+def connect() -> EnvsClient:
+    """The client for this process: through the server that started this kernel, if any."""
+    return EnvsClient(ServerLink.from_environment())
