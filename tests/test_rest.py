@@ -914,3 +914,51 @@ def test_sockets_of_dead_servers_are_removed(tmp_path: Path) -> None:
     assert not paths["stale"].exists()
     assert paths["live"].exists()
     assert paths["other"].exists()
+
+
+class _Said:
+    """An Output that keeps what a verb says."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+    def event(self, event: Event) -> None:
+        pass
+
+
+@on_loop
+async def test_envs_verbs_in_a_kernel_go_through_the_server(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """%envs build / remove in a kernel of this server: the server builds and removes (it owns
+    the registry); nothing is built or removed in the kernel's process."""
+    from jupyter_envs.clients.envs import connect
+    from jupyter_envs.frontends._commands import make_parser, run_command
+
+    await _exported(api)  # the kernel's link is now in this process's environment
+    client = connect()
+    assert not client.local
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("built or removed in the kernel's process")
+
+    spec = Environment("verbs", pip=["six"], backend="fake")
+    await asyncio.to_thread(client.build, spec)
+    # The server runs in this process too: refuse on the kernel side's own manager only.
+    monkeypatch.setattr(client.manager, "build", refuse)
+    monkeypatch.setattr(client.manager, "remove", refuse)
+    said = _Said()
+    words = ["build", "verbs", "--force"]
+    await asyncio.to_thread(run_command, make_parser("%envs").parse_args(words), client, said)
+    assert said.lines == [said.lines[0]]
+    assert "verbs v1" in said.lines[0]
+    _, builds = await api.call("GET", "builds")
+    assert [b["name"] for b in builds].count("verbs") == 2  # both builds ran in the server
+    words = ["remove", "verbs"]
+    await asyncio.to_thread(run_command, make_parser("%envs").parse_args(words), client, said)
+    assert said.lines[-1] == "Removed verbs (v1) and its kernelspecs."
+    _, listed = await api.call("GET", "environments")
+    assert listed == []
