@@ -32,7 +32,7 @@ from jupyter_core.paths import jupyter_data_dir
 from ..errors import NotFoundError, StoreError
 from ..spec._validate import validate_name
 
-__all__ = ["BuildRecord", "VersionRecord", "Workspace"]
+__all__ = ["KERNELS_DIR_VAR", "STORE_VAR", "BuildRecord", "VersionRecord", "Workspace"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -107,15 +107,21 @@ class BuildRecord:
     version: int | None
 
 
+#: Where the store is (default: under the Jupyter data dir); kernels get it from their server.
+STORE_VAR = "JUPYTER_ENVS_STORE"
+#: Where kernelspecs are written (default: the Jupyter data dir's ``kernels``).
+KERNELS_DIR_VAR = "JUPYTER_ENVS_KERNELS_DIR"
+
+
 def default_root() -> Path:
     """``$JUPYTER_ENVS_STORE``, else ``<jupyter data dir>/jupyter_envs``."""
-    explicit = os.environ.get("JUPYTER_ENVS_STORE")
+    explicit = os.environ.get(STORE_VAR)
     return Path(explicit) if explicit else Path(jupyter_data_dir()) / "jupyter_envs"
 
 
 def default_kernels_dir() -> Path:
     """Where kernelspecs go: the user's Jupyter kernels directory."""
-    explicit = os.environ.get("JUPYTER_ENVS_KERNELS_DIR")
+    explicit = os.environ.get(KERNELS_DIR_VAR)
     return Path(explicit) if explicit else Path(jupyter_data_dir()) / "kernels"
 
 

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..store import STORE_VAR
+
 __all__ = ["KERNEL_PREFIX", "kernel_name", "remove_kernelspec", "write_kernelspec"]
 
 KERNEL_PREFIX = "jenv-"
@@ -55,7 +57,7 @@ def write_kernelspec(
         "display_name": display_name(env, version, python_version),
         "language": "python",
         # The kernel's own magics must find the same registry as the process that built it.
-        "env": {**env_vars, "JUPYTER_ENVS_STORE": str(store_root)},
+        "env": {**env_vars, STORE_VAR: str(store_root)},
         "interrupt_mode": interrupt_mode,
         "metadata": {
             **(extra_metadata or {}),

@@ -13,12 +13,19 @@ from traitlets import Bool, Float, Integer, TraitError, Unicode, default, valida
 
 from ..._version import __version__
 from ...engines.builders import get_builder
-from ...engines.store import Workspace, default_kernels_dir, default_root
+from ...engines.kernels.environ import API_SOCKET_VAR, API_URL_VAR
+from ...engines.store import (
+    KERNELS_DIR_VAR,
+    STORE_VAR,
+    Workspace,
+    default_kernels_dir,
+    default_root,
+)
 from ...errors import EnvsError
 from ...facade.manager import EnvManager, Settings
 from ._builds import BuildQueue
 from ._handlers import default_handlers
-from ._switch import PreparedKernels, ScopedToken, export_link
+from ._switch import PreparedKernels, ScopedToken, link_environment
 from ._unixsocket import UnixSocketAPI
 
 __all__ = ["JupyterEnvsApp"]
@@ -189,20 +196,34 @@ class JupyterEnvsApp(ExtensionApp):
             self.log.info("jupyter-envs: removed %d orphaned kernel container(s)", len(removed))
 
     def _export_link(self) -> None:
+        """Hand kernels what they need to reach this server: the one place it writes its own
+        environment.
+
+        Every kernel the server starts, whatever its kernelspec (the host's ``python3`` too:
+        that is where ``%%env`` usually runs), inherits the server's environment, and
+        jupyter_server offers no other hook into the environment of kernelspecs it does not own.
+        So the kernel link (API URL, scoped token, Unix socket for container kernels) and the
+        store the kernel side reads go there, once, and nothing else does: settings that change
+        what is built travel in the manager's :class:`~jupyter_envs.facade.manager.Settings`.
+        """
         if self.serverapp is None:
             return
-        self._serve_unix_socket()
-        # Kernels read the same store as this server (``%envs list`` and friends read it).
-        os.environ["JUPYTER_ENVS_STORE"] = str(self.manager.ws.root)
-        os.environ["JUPYTER_ENVS_KERNELS_DIR"] = str(self.manager.ws.kernels_dir)
-        url = export_link(self.serverapp, self.scoped_token)
-        if url:
-            self.log.info("jupyter-envs: kernels reach the API at %s (scoped token)", url)
+        exported = {
+            STORE_VAR: str(self.manager.ws.root),
+            KERNELS_DIR_VAR: str(self.manager.ws.kernels_dir),
+            **link_environment(self.serverapp, self.scoped_token),
+        }
+        socket_path = self._serve_unix_socket()
+        if socket_path is not None:
+            exported[API_SOCKET_VAR] = socket_path
+        os.environ.update(exported)
+        if API_URL_VAR in exported:
+            self.log.info(
+                "jupyter-envs: kernels reach the API at %s (scoped token)", exported[API_URL_VAR]
+            )
 
-    def _serve_unix_socket(self) -> None:
+    def _serve_unix_socket(self) -> str | None:
         """The API on a Unix socket too, for container kernels (the launcher mounts it)."""
-        from ...clients.serverlink import API_SOCKET_VAR
-
         assert self.serverapp is not None
         try:
             self.unix_api = UnixSocketAPI(self.serverapp, default_handlers(self))
@@ -212,9 +233,9 @@ class JupyterEnvsApp(ExtensionApp):
                 "kernel will not reach this server",
                 exc,
             )
-            return
-        os.environ[API_SOCKET_VAR] = str(self.unix_api.path)
+            return None
         self.log.info("jupyter-envs: container kernels reach the API at %s", self.unix_api.path)
+        return str(self.unix_api.path)
 
     def initialize_handlers(self) -> None:
         """Add the REST routes."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import secrets
 import time
 from collections.abc import Coroutine
@@ -25,7 +24,7 @@ from ...errors import KernelStartError
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
-__all__ = ["KERNEL_USER", "PreparedKernels", "ScopedToken", "export_link", "switch_session"]
+__all__ = ["KERNEL_USER", "PreparedKernels", "ScopedToken", "link_environment", "switch_session"]
 
 #: The user a request made with the scoped token acts as (authorizers see this name).
 KERNEL_USER = "jupyter-envs-kernel"
@@ -64,17 +63,12 @@ def api_url(serverapp: ServerApp) -> str | None:
     return f"{scheme}://{host}:{serverapp.port}{base}jupyter-envs/api/"
 
 
-def export_link(serverapp: ServerApp, token: ScopedToken) -> str | None:
-    """Put the API URL and the scoped token in the environment kernels inherit.
-
-    Called once the server is listening (its port is final then). Returns the URL.
-    """
+def link_environment(serverapp: ServerApp, token: ScopedToken) -> dict[str, str]:
+    """The API URL and the scoped token, as the variables a kernel reads them from (empty when
+    the server listens on a UNIX socket only). Call it once the server listens: its port is
+    final then."""
     url = api_url(serverapp)
-    if url is None:
-        return None
-    os.environ[API_URL_VAR] = url
-    os.environ[API_TOKEN_VAR] = token.value
-    return url
+    return {} if url is None else {API_URL_VAR: url, API_TOKEN_VAR: token.value}
 
 
 async def _session_of(serverapp: ServerApp, kernel_id: str) -> dict[str, Any]:
