@@ -116,3 +116,40 @@ def test_notebook_with_env_cell_runs_under_nbclient(tmp_path: Path) -> None:
     assert "1" in "".join(o.get("text", "") for o in nb.cells[4].outputs)
     kernels = Path(os.environ["JUPYTER_DATA_DIR"]) / "kernels"
     assert (kernels / "jenv-nbdemo-v1" / "kernel.json").is_file()
+
+
+def test_a_kernel_starts_from_bytecode_made_once_per_store(built: tuple[Workspace, Path]) -> None:
+    """What a kernel imports at start has checked-hash bytecode in the env, compiled once per
+    store: a second env links it and compiles nothing; the kernel's interpreter uses it."""
+    import subprocess
+
+    from jupyter_envs.events import Event, LogLine
+
+    ws, _ = built
+    lines: list[str] = []
+
+    def keep(event: Event) -> None:
+        if isinstance(event, LogLine) and "Bytecode for kernel start" in event.text:
+            lines.append(event.text)
+
+    second = Environment("smoke-two", pip=["six==1.17.0"]).build(ws=ws, on_event=keep)
+    (line,) = lines
+    assert "(0 compiled now" in line, line
+    python = Path(second.artifact) / "bin" / "python"
+    tag = subprocess.run(
+        [str(python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    site = next((Path(second.artifact) / "lib").glob("python3*/site-packages"))
+    pyc = site / "ipykernel" / "__pycache__" / f"kernelapp.{tag}.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b11, "a checked-hash pyc (PEP 552)"
+    # The interpreter takes the module from it (and does not compile the source).
+    verbose = subprocess.run(
+        [str(python), "-v", "-c", "import ipykernel.kernelapp"],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    assert f"code object from '{pyc}'" in verbose
+    assert f"code object from '{site / 'ipykernel' / 'kernelapp.py'}'" not in verbose
+    # The store holds one cache of them, not a copy per env.
+    assert list((ws.root / "cache" / "bytecode" / tag).iterdir())

@@ -241,7 +241,11 @@ class EnvManager:
         staging = self.ws.env_dir(env.name) / f".staging-{build_id}"
         staging.parent.mkdir(parents=True, exist_ok=True)
         request = BuildRequest(
-            env=env, staging=staging, cancel=cancel, runtime_dir=ensure_runtime(self.ws.root)
+            env=env,
+            staging=staging,
+            cancel=cancel,
+            runtime_dir=ensure_runtime(self.ws.root),
+            cache_dir=self.ws.root / "cache",
         )
         sink(Progress("start", 0.0, f"building '{env.name}' with the {backend} builder"))
         try:

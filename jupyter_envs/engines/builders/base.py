@@ -37,6 +37,8 @@ class BuildRequest:
     staging: Path
     cancel: CancelToken
     runtime_dir: Path
+    #: Where a builder may keep caches shared by every build of the store (created on demand).
+    cache_dir: Path
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ from ...errors import BuildError
 from ...events import Event, LogLine, Progress
 from ..kernels.runtimes import KernelTarget
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
-from . import pipconfig
+from . import bytecode, pipconfig
 from ._process import run_streaming
 from .base import Builder, BuildOutput, BuildRequest
 from .pythons import python_site_packages, select_interpreter
 
 if TYPE_CHECKING:
+    from packaging.version import Version
+
     from ...spec._environment import Environment
 
 __all__ = ["UvBuilder", "find_uv"]
@@ -65,6 +67,39 @@ class UvBuilder(Builder):
     def kernel_target(self, artifact: Path) -> KernelTarget:
         """The venv's own interpreter."""
         return KernelTarget(python=str(artifact / "bin" / "python"))
+
+    def _kernel_bytecode(
+        self,
+        request: BuildRequest,
+        python: str,
+        site: Path,
+        version: Version,
+        measuring: bytecode.Measuring | None,
+    ) -> Generator[Event, None, None]:
+        """Bytecode for what the kernel imports at start (see bytecode.py)."""
+        yield Progress("bytecode", 0.9, "bytecode for the kernel's start")
+        cache = request.cache_dir / "bytecode"
+        files = bytecode.kernel_start_files(cache, measuring)
+        if not files:
+            yield LogLine("Kernel start modules could not be measured: no bytecode prepared")
+            return
+        tag = f"cpython-{version.major}{version.minor}"
+        plan = bytecode.plan(files, [site, request.runtime_dir], cache, tag)
+        if plan.missing:
+            command = bytecode.compile_command(python, plan.missing, request.staging)
+            yield from run_streaming(
+                command,
+                env=dict(os.environ),
+                cancel=request.cancel,
+                what="compiling the kernel's start modules",
+                env_name=request.env.name,
+            )
+            Path(command[-1]).unlink()
+        placed = bytecode.link_cached(plan.links)
+        yield LogLine(
+            f"Bytecode for kernel start: {len(plan.links)} files ({len(plan.missing)} compiled "
+            f"now, {placed} placed)"
+        )
 
     def artifact_problem(self, artifact: Path) -> str | None:
         """The venv's directory and its interpreter must still be there."""
@@ -121,19 +156,26 @@ class UvBuilder(Builder):
         )
         yield Progress("install", 0.1, "resolving and installing packages")
         python = str(prefix / "bin" / "python")
-        for event in run_streaming(
-            [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
-            env=uv_env,
-            cancel=request.cancel,
-            what="uv pip install",
-            env_name=env.name,
-        ):
-            yield event
-            for pattern, fraction, label in _UV_STEPS:
-                if pattern.match(event.text.strip()):
-                    yield Progress("install", fraction, label)
-        site = python_site_packages(prefix, interp)
-        (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
+        # Once per store, and beside the install: what a kernel imports at start.
+        measuring = bytecode.start_measuring(request.cache_dir / "bytecode")
+        try:
+            for event in run_streaming(
+                [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
+                env=uv_env,
+                cancel=request.cancel,
+                what="uv pip install",
+                env_name=env.name,
+            ):
+                yield event
+                for pattern, fraction, label in _UV_STEPS:
+                    if pattern.match(event.text.strip()):
+                        yield Progress("install", fraction, label)
+            site = python_site_packages(prefix, interp)
+            (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
+            yield from self._kernel_bytecode(request, python, site, interp.version, measuring)
+        finally:
+            if measuring is not None:
+                measuring.discard()
         yield Progress("lock", 0.93, "recording the lock")
         frozen = yield from run_streaming(
             [uv, "pip", "freeze", "--python", python],
