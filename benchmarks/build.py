@@ -18,10 +18,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks._timing import alternate, ratio, spread, verdict
 from jupyter_envs import Environment, Workspace
 from jupyter_envs.engines.builders import pipconfig
 from jupyter_envs.engines.builders.pythons import select_interpreter
@@ -29,19 +28,10 @@ from jupyter_envs.engines.builders.uv import find_uv
 from jupyter_envs.engines.runtime import KERNEL_SIDE_REQUIREMENTS
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pip-repeat", type=int, default=2, help="rounds of the slow pip side")
     parser.add_argument("--packages", default="six requests")
     parser.add_argument("--skip-pip", action="store_true", help="skip the slow venv+pip baseline")
     args = parser.parse_args()
@@ -96,37 +86,33 @@ def main() -> int:
             f"packages: {' '.join(packages)} (+ kernel side), python {interp.version}, "
             f"repeat {args.repeat}, warm cache"
         )
-        raw_uv()  # warm uv's cache so both sides measure installs, not downloads
-        t_raw = timed(raw_uv, args.repeat)
-        t_ours = timed(ours, args.repeat)
-        print(f"raw uv venv + uv pip install : {t_raw:6.2f} s")
-        print(f"jupyter-envs build           : {t_ours:6.2f} s")
-        ratio = t_ours / t_raw
+        # Warm uv's cache (so both sides measure installs, not downloads) and the store's
+        # once-per-store work (the kernel-start bytecode), then alternate the sides.
+        alternate({"raw": raw_uv, "ours": ours}, 1)
+        times = alternate({"raw": raw_uv, "ours": ours}, args.repeat)
+        print(f"raw uv venv + uv pip install : {spread(times['raw'])}")
+        print(f"jupyter-envs build           : {spread(times['ours'])}")
+        value, text = ratio(times["ours"], times["raw"])
         print(
-            f"ours / raw uv                : {ratio:6.2f}x  (target <= 1.3x) "
-            f"{'OK' if ratio <= 1.3 else 'MISSED'}"
+            f"ours / raw uv                : {text}  (target <= 1.3x) {verdict(value, at_most=1.3)}"
         )
         if not args.skip_pip:
             venv_pip()  # warm pip's cache too
-            t_pip = timed(venv_pip, 1)
-            speedup = t_pip / t_ours
-            print(f"python -m venv + pip install : {t_pip:6.2f} s")
-            print(
-                f"venv+pip / ours              : {speedup:6.1f}x  (target >= 15x) "
-                f"{'OK' if speedup >= 15 else 'MISSED'}"
-            )
-        t_cell = magic_hit_time(ws, packages)
-        print(
-            f"unchanged-spec %%env cell    : {t_cell * 1000:6.1f} ms (target <= 50 ms) "
-            f"{'OK' if t_cell <= 0.05 else 'MISSED'}"
-        )
+            slow = alternate({"pip": venv_pip, "ours": ours}, args.pip_repeat)
+            print(f"python -m venv + pip install : {spread(slow['pip'])}")
+            value, text = ratio(slow["pip"], slow["ours"])
+            print(f"venv+pip / ours              : {text}  (target >= 15x) "
+                  f"{verdict(value, at_least=15)}")  # fmt: skip
+        cells = magic_hit_times(ws, packages)
+        print(f"unchanged-spec %%env cell    : {spread(cells, 'ms', 1000)}  (target <= 50 ms) "
+              f"{verdict(statistics.median(cells), at_most=0.05)}")  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
-def magic_hit_time(ws: Workspace, packages: list[str]) -> float:
-    """Median time of a ``%%env`` cell whose spec is already built (in-process IPython)."""
+def magic_hit_times(ws: Workspace, packages: list[str]) -> list[float]:
+    """Times of a ``%%env`` cell whose spec is already built (in-process IPython)."""
     from IPython.core.interactiveshell import InteractiveShell
 
     os.environ["JUPYTER_ENVS_STORE"] = str(ws.root)
@@ -139,7 +125,8 @@ def magic_hit_time(ws: Workspace, packages: list[str]) -> float:
     try:
         sys.stdout = devnull
         shell.run_cell_magic("env", "bench", body)  # first call pays imports once
-        return timed(lambda: shell.run_cell_magic("env", "bench", body), 20)
+        cell = {"cell": lambda: shell.run_cell_magic("env", "bench", body)}
+        return alternate(cell, 20)["cell"]
     finally:
         sys.stdout = real_stdout
         devnull.close()

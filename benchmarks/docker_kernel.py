@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import queue
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
+from benchmarks._timing import alternate, ratio, spread, verdict
 from jupyter_envs.engines.docker import LABEL_PYTHON
 from jupyter_envs.engines.kernels import PROVISIONER_NAME, docker_kernelspec_fields
 from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
@@ -174,16 +174,18 @@ def run(image: str, repeat: int) -> None:
         # One warm-up each: the first container start pays for page cache and network setup.
         provisioner_start(name, nb)
         bare_start(client, image, python, bare_dir)
-        prov: list[float] = []
-        bare: list[float] = []
-        for _ in range(repeat):
-            prov.append(provisioner_start(name, nb))
-            bare.append(bare_start(client, image, python, bare_dir))
+        times = alternate(
+            {
+                "provisioner": lambda: provisioner_start(name, nb),
+                "bare": lambda: bare_start(client, image, python, bare_dir),
+            },
+            repeat,
+        )
     client.close()
-    p, b = statistics.median(prov), statistics.median(bare)
-    print(f"provisioner: median {p:.3f}s  (runs: {', '.join(f'{x:.2f}' for x in prov)})")
-    print(f"bare run:    median {b:.3f}s  (runs: {', '.join(f'{x:.2f}' for x in bare)})")
-    print(f"ratio: {p / b:.2f}  (target <= 1.2)")
+    print(f"provisioner: {spread(times['provisioner'])}")
+    print(f"bare run:    {spread(times['bare'])}")
+    value, text = ratio(times["provisioner"], times["bare"])
+    print(f"ratio: {text}  (target <= 1.2) {verdict(value, at_most=1.2)}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._timing import spread
 from tests._lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -117,11 +118,10 @@ def main() -> int:
         ("comm path, kernel started after the cell", unprepared),
         ("fallback (server switches the session)", fallback),
     )
-    print(f"{'':42} {'after the cell':>16} {'whole (cell + switch)':>22}")
     for label, values in rows:
-        after = statistics.median(v[0] for v in values)
-        whole = statistics.median(v[1] for v in values)
-        print(f"{label:42} {after:14.2f} s {whole:20.2f} s   runs {_fmt(values)}")
+        print(f"{label}:")
+        print(f"  after the cell        {spread([v[0] for v in values])}")
+        print(f"  whole (cell + switch) {spread([v[1] for v in values])}")
     t_comm = statistics.median(v[0] for v in prepared)
     t_base = statistics.median(v[0] for v in unprepared)
     whole_ratio = statistics.median(v[1] for v in prepared) / statistics.median(
@@ -133,10 +133,6 @@ def main() -> int:
         f"cell; whole cell + switch {whole_ratio:.2f}x of that baseline)"
     )
     return 0
-
-
-def _fmt(values: list[tuple[float, float]]) -> str:
-    return ", ".join(f"{a:.2f}/{w:.2f}" for a, w in values)
 
 
 if __name__ == "__main__":

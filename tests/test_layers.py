@@ -233,3 +233,9 @@ def test_every_exception_is_in_the_one_tree() -> None:
             ):
                 strays.append(f"{module}.{name}")
     assert not strays, f"exceptions outside jupyter_envs.errors / EnvsError: {strays}"
+
+
+def test_every_benchmark_imports() -> None:
+    """Benchmarks are not run by the suite; a moved module must still not break them."""
+    for path in sorted((PACKAGE.parent / "benchmarks").glob("*.py")):
+        importlib.import_module(f"benchmarks.{path.stem}")
