@@ -37,8 +37,8 @@ from jupyter_client.provisioning.factory import KernelProvisionerFactory
 from benchmarks._timing import alternate, ratio, spread, verdict
 from jupyter_envs.engines.docker import LABEL_PYTHON
 from jupyter_envs.engines.kernels import PROVISIONER_NAME, docker_kernelspec_fields
+from jupyter_envs.engines.kernels.containers import PORT_NAMES
 from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
-from jupyter_envs.engines.kernels.launcher import PORT_NAMES
 
 
 def provisioner_start(name: str, cwd: Path) -> float:

@@ -6,13 +6,10 @@ Front-ends (magics, CLI, later the REST handlers and widgets) translate I/O and 
 
 from __future__ import annotations
 
-import builtins
-import json
 import shutil
 import time
 import uuid
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -26,9 +23,7 @@ from ..engines.builders import (
     get_builder,
 )
 from ..engines.builders.base import missing_directory
-from ..engines.builders.dockerfile import default_base_image
 from ..engines.kernels.kernelspec import (
-    display_name,
     kernel_name,
     kernelspec_exists,
     remove_kernelspec,
@@ -42,85 +37,25 @@ from ..errors import (
     BuildCancelledError,
     BuildError,
     EnvsError,
-    NotFoundError,
-    SpecError,
 )
 from ..events import Event, LogLine, Progress
-from ..spec import curated
-from ..spec._conda import CondaDependencies
 from ..spec._environment import Environment
+from ._catalogue import Catalogue
+from ._maintenance import record_env
+from ._types import BuildResult, Garbage, Settings
 
-__all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]
+__all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]  # re-exported
 
 EventSink = Callable[[Event], None]
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    """What :meth:`EnvManager.build` did."""
-
-    name: str
-    version: int
-    spec_hash: str
-    cache_hit: bool
-    duration: float
-    kernel_name: str
-    log_path: str | None
-    artifact: str
-    backend: str
-    python_version: str = ""
-
-    @property
-    def display_name(self) -> str:
-        """The kernel's name as people see it in the kernel picker."""
-        return display_name(self.name, self.version, self.python_version)
-
-    def summary(self) -> str:
-        """One line for people: env, version, cache hit or build time, kernel name."""
-        how = "cache hit" if self.cache_hit else f"built in {self.duration:.1f} s"
-        return f"{self.name} v{self.version} ({how}) — kernel: {self.kernel_name}"
-
-    def __str__(self) -> str:
-        return self.summary()
-
-
-def _record_env(record: VersionRecord) -> Environment:
-    env = Environment.from_dict(record.spec)
-    env.version = record.version
-    return env
-
-
-@dataclass(frozen=True)
-class Garbage:
-    """One Docker leftover :meth:`EnvManager.gc` found (and removed, unless listing)."""
-
-    kind: str  # "container" or "image"
-    name: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What an administrator configures, passed in (the server passes its traitlets).
-
-    ``default_base_image`` is what Docker specs without a base image build on; it becomes part
-    of the spec (and so of its hash) before the build, so changing it builds anew instead of
-    reusing images made on the old base. Default: ``$JUPYTER_ENVS_DEFAULT_BASE_IMAGE``, else
-    ``python:3.12-slim``. ``kernel_runtime`` names the runtime every kernelspec uses (default:
-    the first runtime that accepts what the build made).
-    """
-
-    default_base_image: str = field(default_factory=default_base_image)
-    kernel_runtime: str | None = None
-
-
-class EnvManager:
+class EnvManager(Catalogue):
     """Builds and registers environments in one :class:`Workspace`."""
 
     def __init__(
         self, workspace: Workspace | None = None, settings: Settings | None = None
     ) -> None:
-        self.ws = workspace if workspace is not None else Workspace.default()
+        super().__init__(workspace)
         self.settings = settings if settings is not None else Settings()
 
     def resolve(self, env: Environment) -> Environment:
@@ -420,129 +355,13 @@ class EnvManager:
                     )
                 existing = self.ws.find(env.name, spec_hash)
         assert existing is not None
-        return _record_env(existing)
-
-    def list(self) -> dict[str, Environment]:
-        """Every registered environment, name → latest version."""
-        return {name: _record_env(self.ws.get(name)) for name in self.ws.names()}
-
-    def get(self, name: str, version: int | None = None) -> Environment:
-        """A registered environment (latest version by default)."""
-        return _record_env(self.ws.get(name, version))
-
-    def record(self, name: str, version: int | None = None) -> VersionRecord:
-        """The catalogue record of a version (lock, kernel, artifact, timings)."""
-        return self.ws.get(name, version)
-
-    def versions(self, name: str) -> builtins.list[VersionRecord]:
-        """All versions of ``name``; NotFoundError if there are none."""
-        found = self.ws.versions(name)
-        if not found:
-            raise NotFoundError(f"no environment named '{name}' is registered")
-        return found
-
-    def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
-        """Unregister ``name`` (or one version) and delete its kernelspecs and files."""
-        with self.ws.build_lock(name):
-            removed = self.ws.delete(name, version)
-            for record in removed:
-                if record.kernel_name:
-                    remove_kernelspec(self.ws.kernels_dir, record.kernel_name)
-                if record.artifact:
-                    get_builder(record.backend).remove(Path(record.artifact))
-            if version is None:
-                shutil.rmtree(self.ws.env_dir(name), ignore_errors=True)
-                shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
-        return removed
-
-    def names(self) -> builtins.list[str]:
-        """The names of every registered environment, sorted."""
-        return self.ws.names()
-
-    def spec_named(self, name: str) -> Environment:
-        """The latest registered spec of ``name``, else the curated one of that name."""
-        try:
-            return self.get(name)
-        except NotFoundError:
-            if name not in curated.names():
-                raise NotFoundError(
-                    f"no environment named '{name}' is registered, and no curated environment "
-                    f"has that name (curated: {', '.join(curated.names())})"
-                ) from None
-            return curated.get(name)
+        return record_env(existing)
 
     def build_named(
         self, name: str, *, force: bool = False, on_event: EventSink | None = None
     ) -> BuildResult:
         """Build a registered environment, or a curated one, by name."""
         return self.build(self.spec_named(name), force=force, on_event=on_event)
-
-    def gc(self, *, remove: bool = True) -> builtins.list[Garbage]:
-        """Docker leftovers: containers of kernels whose server died, then images that no
-        registered version of this store uses any more (``remove=False`` only lists them).
-
-        Only images labelled by jupyter-envs and named after an environment this store has
-        built are considered, so another store's images on the same engine are left alone.
-        """
-        from ..engines import docker
-        from ..engines.kernels.reaper import gc
-
-        found = [
-            Garbage(
-                "container",
-                item.name,
-                f"kernel {item.kernel_id}, env {item.env}, server pid {item.server_pid} gone",
-            )
-            for item in gc(remove=remove)
-        ]
-        client = docker.connect(purpose="to look for unused images")
-        try:
-            known = {(r.name, r.spec_hash) for name in self.names() for r in self.ws.versions(name)}
-            ever = set(self.names()) | self.ws.built_names()
-            for image in client.images.list(filters={"label": docker.LABEL_ENV}):
-                labels = image.labels or {}
-                env = labels.get(docker.LABEL_ENV, "")
-                if env not in ever or (env, labels.get(docker.LABEL_SPEC_HASH, "")) in known:
-                    continue
-                if remove:
-                    client.images.remove(image.id, force=True)
-                found.append(
-                    Garbage("image", ", ".join(image.tags) or image.short_id, f"env {env}")
-                )
-        finally:
-            client.close()
-        return found
-
-    def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
-        """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
-        record = self.ws.get(name, version)
-        env = _record_env(record)
-        if fmt == "lock":
-            if not record.lock:
-                raise NotFoundError(
-                    f"'{name}' v{record.version} has not been built, so it has no lock"
-                )
-            return record.lock
-        if fmt == "requirements":
-            return "\n".join([*env.pip_options, *env.all_pip_requirements()]) + "\n"
-        if fmt == "conda":
-            conda = env.python.conda_dependencies or CondaDependencies.create(
-                pip_packages=env.all_pip_requirements(), python_version=env.effective_python()
-            )
-            conda.name = env.name
-            return conda.serialize_to_string()
-        if fmt == "json":
-            return json.dumps(env.to_dict(), indent=2) + "\n"
-        raise SpecError(
-            f"unknown export format {fmt!r} (use lock, requirements, conda or json)", field="format"
-        )
-
-    def log_path(self, name: str) -> Path:
-        """The log of the latest build of ``name`` (failed ones included)."""
-        builds = self.ws.builds(name)
-        if not builds:
-            raise NotFoundError(f"no build of '{name}' has been recorded")
-        return Path(builds[-1].log_path)
 
 
 def yield_events(

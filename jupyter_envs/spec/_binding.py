@@ -11,7 +11,7 @@ façade, can bind their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import EnvsError
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..facade.manager import BuildResult
     from ._environment import Environment
 
-__all__ = ["EnvironmentActions", "actions", "bind_actions"]
+__all__ = ["EnvironmentActions", "WithActions", "actions", "bind_actions"]
 
 
 class EnvironmentActions(Protocol):
@@ -73,3 +73,52 @@ def actions() -> EnvironmentActions:
             "Environment actions are not bound: import jupyter_envs (its top level binds them)"
         )
     return _bound
+
+
+class WithActions:
+    """The user-facing actions of :class:`~jupyter_envs.spec.Environment` (AzureML / Flyte
+    style), each a call to the bound :class:`EnvironmentActions`."""
+
+    def register(self, ws: Workspace | None = None) -> Environment:
+        """Record this spec in the registry without building it; returns the stored version."""
+        return actions().register(cast("Environment", self), ws)
+
+    def build(
+        self,
+        force: bool = False,
+        ws: Workspace | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> BuildResult:
+        """Build (or reuse) and register this environment; see :class:`BuildResult`.
+
+        Without ``ws``, inside a kernel of a Jupyter server with the jupyter-envs extension, the
+        server builds (it owns the registry); elsewhere this process does.
+        """
+        return actions().build(cast("Environment", self), force=force, ws=ws, on_event=on_event)
+
+    def dockerfile(self) -> str:
+        """The Dockerfile the Docker builder builds for this spec (exactly that text)."""
+        return actions().dockerfile(cast("Environment", self))
+
+    def get_image_details(self) -> dict[str, Any]:
+        """As AzureML: the image this spec builds; ``["ingredients"]["dockerfile"]`` included."""
+        return actions().image_details(cast("Environment", self))
+
+    def activate(self, version: int | None = None) -> str:
+        """Switch the open notebook to this environment's kernel (the latest version by default).
+
+        Returns the path taken: ``"comm"`` (the labextension or the server switches the notebook
+        once the cell ends) or ``"manual"`` (no frontend to switch: the kernel to pick is
+        printed). The version must have been built.
+        """
+        return actions().activate(cast("Environment", self), version)
+
+    @staticmethod
+    def list(ws: Workspace | None = None) -> dict[str, Environment]:
+        """All registered environments, name → latest version (as AzureML's ``list``)."""
+        return actions().list(ws)
+
+    @staticmethod
+    def get(name: str, version: int | None = None, ws: Workspace | None = None) -> Environment:
+        """A registered environment (latest version unless ``version`` is given)."""
+        return actions().get(name, version, ws)

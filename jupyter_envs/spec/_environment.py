@@ -8,20 +8,24 @@ spec is a registry hit.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
-
 from ..errors import SpecError
 from . import _text
-from ._binding import actions
+from ._binding import WithActions
 from ._conda import CondaDependencies
+from ._fields import (
+    apply_change,
+    as_dependencies,
+    check_backend,
+    check_description,
+    check_interruptible,
+    req_key,
+)
 from ._requirements import (
     check_conflicts,
     parse_pip_options,
@@ -38,9 +42,7 @@ from ._validate import (
 )
 
 if TYPE_CHECKING:
-    from ..engines.store import Workspace
-    from ..events import Event
-    from ..facade.manager import BuildResult
+    pass
 
 __all__ = ["Environment"]
 
@@ -48,12 +50,20 @@ __all__ = ["Environment"]
 _HASH_SCHEMA = 1
 
 
-class Environment:
+class Environment(WithActions):
     """A software environment: what to install, and how its kernel runs.
 
     ``Environment(name, python="3.11", pip=["pandas"])`` is the direct form; the
     ``from_*`` constructors read requirements.txt, environment.yml and Dockerfile files or text.
     """
+
+    # Declared here for readers of the class (and for type checkers across modules).
+    description: str
+    python: PythonSection
+    docker: DockerSection
+    secrets: tuple[str, ...]
+    resources: Resources
+    interruptible: bool
 
     def __init__(
         self,
@@ -76,7 +86,7 @@ class Environment:
         backend: str | None = None,
     ) -> None:
         self._name = validate_name(name)
-        self.description = _check_description(description)
+        self.description = check_description(description)
         self.python = PythonSection()
         self.python.version = python
         self.python.conda_dependencies = conda_dependencies
@@ -93,13 +103,13 @@ class Environment:
         self.secrets = validate_secret_names(secrets)
         self.resources = Resources.coerce(resources)
         self.depends_on: tuple[str, ...] = ()
-        for dep in _as_dependencies(depends_on):
+        for dep in as_dependencies(depends_on):
             self.add_dependency(dep)
-        self.interruptible = _check_interruptible(interruptible)
+        self.interruptible = check_interruptible(interruptible)
         if pod_template is not None and not isinstance(pod_template, Mapping):
             raise SpecError("must be a mapping", field="pod_template")
         self.pod_template = dict(pod_template) if pod_template is not None else None
-        self._backend = _check_backend(backend)
+        self._backend = check_backend(backend)
         #: Which text format ``from_text`` chose (None when not made from text).
         self.detected_format: str | None = None
         #: Registry version this object was loaded from (None when not loaded from a registry).
@@ -172,7 +182,7 @@ class Environment:
 
     @backend.setter
     def backend(self, value: str | None) -> None:
-        self._backend = _check_backend(value)
+        self._backend = check_backend(value)
 
     @property
     def backend_named(self) -> str | None:
@@ -260,7 +270,7 @@ class Environment:
         data["name"] = name if name is not None else self.name
         clone = Environment.from_dict(data)
         for key, value in changes.items():
-            _apply_change(clone, key, value)
+            apply_change(clone, key, value)
         return clone
 
     def add_dependency(self, env: Environment | str) -> None:
@@ -360,7 +370,7 @@ class Environment:
         seen: dict[str, str] = {}
         conda = self.python.conda_dependencies
         for req in (*self._pip, *(conda.pip_packages if conda else ())):
-            seen.setdefault(_req_key(req), req)
+            seen.setdefault(req_key(req), req)
         return tuple(seen.values())
 
     def effective_python(self) -> str | None:
@@ -428,51 +438,6 @@ class Environment:
                 out.append(f"{key}: {b!r} -> {a!r}")
         return out
 
-    # -- actions (bound by the layer above: see _binding.py) -------------------------------
-    def register(self, ws: Workspace | None = None) -> Environment:
-        """Record this spec in the registry without building it; returns the stored version."""
-        return actions().register(self, ws)
-
-    def build(
-        self,
-        force: bool = False,
-        ws: Workspace | None = None,
-        on_event: Callable[[Event], None] | None = None,
-    ) -> BuildResult:
-        """Build (or reuse) and register this environment; see :class:`BuildResult`.
-
-        Without ``ws``, inside a kernel of a Jupyter server with the jupyter-envs extension, the
-        server builds (it owns the registry); elsewhere this process does.
-        """
-        return actions().build(self, force=force, ws=ws, on_event=on_event)
-
-    def dockerfile(self) -> str:
-        """The Dockerfile the Docker builder builds for this spec (exactly that text)."""
-        return actions().dockerfile(self)
-
-    def get_image_details(self) -> dict[str, Any]:
-        """As AzureML: the image this spec builds; ``["ingredients"]["dockerfile"]`` included."""
-        return actions().image_details(self)
-
-    def activate(self, version: int | None = None) -> str:
-        """Switch the open notebook to this environment's kernel (the latest version by default).
-
-        Returns the path taken: ``"comm"`` (the labextension or the server switches the notebook
-        once the cell ends) or ``"manual"`` (no frontend to switch: the kernel to pick is
-        printed). The version must have been built.
-        """
-        return actions().activate(self, version)
-
-    @staticmethod
-    def list(ws: Workspace | None = None) -> dict[str, Environment]:
-        """All registered environments, name → latest version (as AzureML's ``list``)."""
-        return actions().list(ws)
-
-    @staticmethod
-    def get(name: str, version: int | None = None, ws: Workspace | None = None) -> Environment:
-        """A registered environment (latest version unless ``version`` is given)."""
-        return actions().get(name, version, ws)
-
     # -- dunder ------------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Environment) and self.to_dict() == other.to_dict()
@@ -488,66 +453,3 @@ class Environment:
         if self._pip:
             bits.append(f"pip={list(self._pip)!r}")
         return f"Environment({', '.join(bits)})"
-
-
-def _check_backend(value: str | None) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.isidentifier():
-        raise SpecError(f"invalid backend {value!r}", field="backend")
-    return value
-
-
-def _check_description(value: Any) -> str:
-    if not isinstance(value, str):
-        raise SpecError("must be a string", field="description")
-    return value
-
-
-def _check_interruptible(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError("must be True or False", field="interruptible")
-    return value
-
-
-def _as_dependencies(value: Iterable[Environment | str] | Environment | str) -> list[Any]:
-    # A lone name is one dependency: iterating "base" would depend on "b", "a", "s" and "e".
-    if isinstance(value, str | Environment):
-        return [value]
-    return list(value)
-
-
-def _req_key(req: str) -> str:
-    parsed = Requirement(req)
-    return f"{canonicalize_name(parsed.name)};{parsed.marker}"
-
-
-_SETTERS: dict[str, Callable[[Environment, Any], None]] = {
-    "python": lambda env, v: setattr(env.python, "version", v),
-    "pip": lambda env, v: setattr(env, "pip_requirements", v),
-    "conda_dependencies": lambda env, v: setattr(env.python, "conda_dependencies", v),
-    "base_image": lambda env, v: setattr(env.docker, "base_image", v),
-    "apt_packages": lambda env, v: setattr(env.docker, "apt_packages", v),
-    "env_vars": lambda env, v: setattr(env, "env_vars", v),
-    "secrets": lambda env, v: setattr(env, "secrets", validate_secret_names(v)),
-    "resources": lambda env, v: setattr(env, "resources", Resources.coerce(v)),
-    "description": lambda env, v: setattr(env, "description", _check_description(v)),
-    "image": lambda env, v: setattr(env, "image", v),
-    # Checked as in the constructor (bool("no") is True).
-    "interruptible": lambda env, v: setattr(env, "interruptible", _check_interruptible(v)),
-    "pod_template": lambda env, v: setattr(env, "pod_template", v),
-    "backend": lambda env, v: setattr(env, "backend", v),
-    "pip_options": lambda env, v: setattr(env, "pip_options", v),
-}
-
-
-def _apply_change(env: Environment, key: str, value: Any) -> None:
-    if key == "depends_on":
-        env.depends_on = ()
-        for dep in _as_dependencies(value):
-            env.add_dependency(dep)
-        return
-    setter = _SETTERS.get(key)
-    if setter is None:
-        raise SpecError(f"clone_with got an unknown field {key!r} (known: {sorted(_SETTERS)})")
-    setter(env, copy.deepcopy(value))

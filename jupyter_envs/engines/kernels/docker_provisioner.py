@@ -25,7 +25,7 @@ from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Dict, Float, Integer, List, Unicode
 
 from . import KernelLaunchError
-from .launcher import (
+from .containers import (
     PORT_NAMES,
     ContainerSettings,
     connect,
@@ -85,7 +85,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):
             gpu=self.gpu,
             secrets=tuple(self.secrets),
             env_vars=dict(self.env_vars),
-        )
+        )  # the traits are ContainerSettings.config(), plus "version"
 
     async def _docker(self) -> Any:
         if self._client is None:

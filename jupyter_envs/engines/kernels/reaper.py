@@ -25,7 +25,7 @@ from ..docker import (
     LABEL_SERVER_PID,
     LABEL_SERVER_START,
 )
-from .launcher import connect, process_start_ticks, remove_container, runtime_root
+from .containers import connect, process_start_ticks, remove_container, runtime_root
 
 __all__ = ["DanglingContainer", "gc", "process_alive", "reap_orphans"]
 

@@ -1,0 +1,99 @@
+"""The registry verbs of the façade: read, export, remove, clean up (no building here).
+
+:class:`~jupyter_envs.facade.manager.EnvManager` adds building to these; both work on one
+:class:`~jupyter_envs.engines.store.Workspace`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+from pathlib import Path
+
+from ..engines.builders import get_builder
+from ..engines.kernels.kernelspec import remove_kernelspec
+from ..engines.store import VersionRecord, Workspace
+from ..errors import NotFoundError
+from ..spec import curated
+from ..spec._environment import Environment
+from ._maintenance import collect_garbage, export_text, record_env
+from ._types import Garbage
+
+__all__ = ["Catalogue"]
+
+
+class Catalogue:
+    """The environments registered in one :class:`Workspace`, and what can be done to them
+    without building."""
+
+    def __init__(self, workspace: Workspace | None = None) -> None:
+        self.ws = workspace if workspace is not None else Workspace.default()
+
+    def list(self) -> dict[str, Environment]:
+        """Every registered environment, name → latest version."""
+        return {name: record_env(self.ws.get(name)) for name in self.ws.names()}
+
+    def get(self, name: str, version: int | None = None) -> Environment:
+        """A registered environment (latest version by default)."""
+        return record_env(self.ws.get(name, version))
+
+    def record(self, name: str, version: int | None = None) -> VersionRecord:
+        """The catalogue record of a version (lock, kernel, artifact, timings)."""
+        return self.ws.get(name, version)
+
+    def versions(self, name: str) -> builtins.list[VersionRecord]:
+        """All versions of ``name``; NotFoundError if there are none."""
+        found = self.ws.versions(name)
+        if not found:
+            raise NotFoundError(f"no environment named '{name}' is registered")
+        return found
+
+    def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
+        """Unregister ``name`` (or one version) and delete its kernelspecs and files."""
+        with self.ws.build_lock(name):
+            removed = self.ws.delete(name, version)
+            for record in removed:
+                if record.kernel_name:
+                    remove_kernelspec(self.ws.kernels_dir, record.kernel_name)
+                if record.artifact:
+                    get_builder(record.backend).remove(Path(record.artifact))
+            if version is None:
+                shutil.rmtree(self.ws.env_dir(name), ignore_errors=True)
+                shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
+        return removed
+
+    def names(self) -> builtins.list[str]:
+        """The names of every registered environment, sorted."""
+        return self.ws.names()
+
+    def spec_named(self, name: str) -> Environment:
+        """The latest registered spec of ``name``, else the curated one of that name."""
+        try:
+            return self.get(name)
+        except NotFoundError:
+            if name not in curated.names():
+                raise NotFoundError(
+                    f"no environment named '{name}' is registered, and no curated environment "
+                    f"has that name (curated: {', '.join(curated.names())})"
+                ) from None
+            return curated.get(name)
+
+    def gc(self, *, remove: bool = True) -> builtins.list[Garbage]:
+        """Docker leftovers: containers of kernels whose server died, then images that no
+        registered version of this store uses any more (``remove=False`` only lists them).
+
+        Only images labelled by jupyter-envs and named after an environment this store has
+        built are considered, so another store's images on the same engine are left alone.
+        """
+        return collect_garbage(self.ws, remove=remove)
+
+    def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
+        """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
+        return export_text(self.ws.get(name, version), fmt)
+
+    def log_path(self, name: str) -> Path:
+        """The log of the latest build of ``name`` (failed ones included)."""
+        builds = self.ws.builds(name)
+        if not builds:
+            raise NotFoundError(f"no build of '{name}' has been recorded")
+        return Path(builds[-1].log_path)

@@ -1,0 +1,74 @@
+"""The façade's verbs that read the catalogue as text or clean the engine: export and gc."""
+
+from __future__ import annotations
+
+import json
+
+from ..engines.store import VersionRecord, Workspace
+from ..errors import NotFoundError, SpecError
+from ..spec._conda import CondaDependencies
+from ..spec._environment import Environment
+from ._types import Garbage
+
+__all__ = ["collect_garbage", "export_text", "record_env"]
+
+
+def record_env(record: VersionRecord) -> Environment:
+    """The Environment a catalogue record holds, with its version number."""
+    env = Environment.from_dict(record.spec)
+    env.version = record.version
+    return env
+
+
+def export_text(record: VersionRecord, fmt: str) -> str:
+    """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
+    env = record_env(record)
+    if fmt == "lock":
+        if not record.lock:
+            raise NotFoundError(
+                f"'{record.name}' v{record.version} has not been built, so it has no lock"
+            )
+        return record.lock
+    if fmt == "requirements":
+        return "\n".join([*env.pip_options, *env.all_pip_requirements()]) + "\n"
+    if fmt == "conda":
+        conda = env.python.conda_dependencies or CondaDependencies.create(
+            pip_packages=env.all_pip_requirements(), python_version=env.effective_python()
+        )
+        conda.name = env.name
+        return conda.serialize_to_string()
+    if fmt == "json":
+        return json.dumps(env.to_dict(), indent=2) + "\n"
+    raise SpecError(
+        f"unknown export format {fmt!r} (use lock, requirements, conda or json)", field="format"
+    )
+
+
+def collect_garbage(ws: Workspace, *, remove: bool) -> list[Garbage]:
+    """See :meth:`~jupyter_envs.facade.manager.EnvManager.gc`."""
+    from ..engines import docker
+    from ..engines.kernels.reaper import gc
+
+    found = [
+        Garbage(
+            "container",
+            item.name,
+            f"kernel {item.kernel_id}, env {item.env}, server pid {item.server_pid} gone",
+        )
+        for item in gc(remove=remove)
+    ]
+    client = docker.connect(purpose="to look for unused images")
+    try:
+        known = {(r.name, r.spec_hash) for name in ws.names() for r in ws.versions(name)}
+        ever = set(ws.names()) | ws.built_names()
+        for image in client.images.list(filters={"label": docker.LABEL_ENV}):
+            labels = image.labels or {}
+            env = labels.get(docker.LABEL_ENV, "")
+            if env not in ever or (env, labels.get(docker.LABEL_SPEC_HASH, "")) in known:
+                continue
+            if remove:
+                client.images.remove(image.id, force=True)
+            found.append(Garbage("image", ", ".join(image.tags) or image.short_id, f"env {env}"))
+    finally:
+        client.close()
+    return found
