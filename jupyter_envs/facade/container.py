@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..engines.builders._process import CancelToken
-from ..engines.builders.docker import build_image, docker_client, run_in_image
+from ..engines.builders.docker import docker_client
 from ..engines.builders.dockerfile import prepare_context
+from ..engines.builders.images import build_image, run_in_image
 from ..errors import BuildError
 from ..events import LogLine
 from ..spec._environment import Environment

@@ -25,7 +25,6 @@ of them carries credentials the Python environment is installed in a separate st
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import tempfile
@@ -37,7 +36,13 @@ from ..._version import __version__
 from ...errors import BuildError
 from ..docker import LABEL_ENV, LABEL_PYTHON, LABEL_SPEC_HASH, LABEL_VERSION
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
-from . import pipconfig
+from .docker_index import (
+    ARG_NAMES,
+    IndexSettings,
+    has_index_credentials,
+    index_settings,
+    mask_secrets,
+)
 
 if TYPE_CHECKING:
     from ...spec._environment import Environment
@@ -50,7 +55,6 @@ __all__ = [
     "default_base_image",
     "image_details",
     "image_tag",
-    "mask_secrets",
     "prepare_context",
     "render_dockerfile",
 ]
@@ -69,24 +73,6 @@ _CA_NAME = "jenv-build/ca.crt"
 _RUNTIME_CONTEXT = "jenv-build/runtime"
 
 
-# pip option → (pip variable, uv variable); both tools read their settings from the environment,
-# so the values travel as build args and never appear in the Dockerfile text.
-_INDEX_ARGS = {
-    "index-url": ("PIP_INDEX_URL", "UV_DEFAULT_INDEX"),
-    "extra-index-url": ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
-    "find-links": ("PIP_FIND_LINKS", "UV_FIND_LINKS"),
-    "trusted-host": ("PIP_TRUSTED_HOST", "UV_INSECURE_HOST"),
-}
-_ARG_NAMES = (
-    *(name for pair in _INDEX_ARGS.values() for name in pair),
-    "UV_INDEX_STRATEGY",
-)
-# Docker's predefined proxy build args: usable in RUN without an ARG line, and then kept out of
-# the image history (so proxy credentials never reach it).
-_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY")
-_CREDENTIALS = re.compile(r"(://)([^/@\s]+)@")
-
-
 def default_base_image() -> str:
     """``JUPYTER_ENVS_DEFAULT_BASE_IMAGE`` if set, else :data:`DEFAULT_BASE_IMAGE`."""
     return os.environ.get(BASE_IMAGE_ENV, "").strip() or DEFAULT_BASE_IMAGE
@@ -95,88 +81,6 @@ def default_base_image() -> str:
 def image_tag(env: Environment) -> str:
     """The tag a build of ``env`` gets: ``jupyter-envs/<name>:<spec hash prefix>``."""
     return f"jupyter-envs/{env.name}:{env.spec_hash[:12]}"
-
-
-def mask_secrets(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with URL credentials and each of ``secrets`` replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return _CREDENTIALS.sub(r"\1***@", text)
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """Index settings for the build, split into what may be seen and what may not."""
-
-    buildargs: dict[str, str]
-    secrets: tuple[str, ...]
-    notes: tuple[str, ...]
-    ca_file: Path | None
-
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.secrets)
-
-
-def _index_settings(env: Environment, environ: dict[str, str] | None = None) -> _Settings:
-    host = dict(os.environ if environ is None else environ)
-    settings = pipconfig.pip_settings(host)
-    notes: list[str] = []
-    values: dict[str, list[str]] = {}
-    for name in _INDEX_ARGS:
-        if settings.get(name):
-            values[name] = settings[name].split()
-    # The spec's own options come after the host's: --index-url replaces, the others add.
-    for option in env.pip_options:
-        opt, _, value = option.partition(" ")
-        name = opt.removeprefix("--")
-        if name not in _INDEX_ARGS:
-            continue
-        if name == "index-url":
-            values[name] = [value.strip()]
-        else:
-            values.setdefault(name, []).append(value.strip())
-    if "constraint" in settings:
-        notes.append("the host pip 'constraint' file is not used inside the image build")
-    # Directories and file:// indexes on the host do not exist inside the build container.
-    for name in ("index-url", "extra-index-url", "find-links"):
-        items = values.get(name, [])
-        local = [v for v in items if not v.startswith(("http://", "https://"))]
-        if local:
-            notes.append(
-                f"{name} on the host's disk is not visible to the image build, skipped: "
-                + " ".join(local)
-            )
-            values[name] = [v for v in items if v not in local]
-    buildargs: dict[str, str] = {}
-    for name, items in values.items():
-        if items:
-            joined = " ".join(items)
-            for var in _INDEX_ARGS[name]:
-                buildargs[var] = joined
-    if "UV_EXTRA_INDEX_URL" in buildargs:
-        # As pip does: best version across every index (see pipconfig.uv_environment).
-        buildargs["UV_INDEX_STRATEGY"] = "unsafe-best-match"
-    secrets = tuple(
-        sorted({m.group(2) for v in buildargs.values() for m in _CREDENTIALS.finditer(v)})
-    )
-    for var in _PROXY_VARS:
-        for spelled in (var, var.lower()):
-            if host.get(spelled):
-                buildargs[spelled] = host[spelled]
-                secrets += tuple(m.group(2) for m in _CREDENTIALS.finditer(host[spelled]))
-    ca = settings.get("cert") or host.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
-    ca_file = Path(ca) if Path(ca).is_file() else None
-    return _Settings(buildargs, tuple(dict.fromkeys(secrets)), tuple(notes), ca_file)
-
-
-def _index_credentials(settings: _Settings) -> bool:
-    # Proxy credentials travel in predefined args, which never reach the history: only the
-    # index settings force the separate install stage.
-    return any(
-        _CREDENTIALS.search(v) for k, v in settings.buildargs.items() if k.upper() in _ARG_NAMES
-    )
 
 
 def _kernel_python(env: Environment) -> str:
@@ -226,11 +130,11 @@ def render_dockerfile(env: Environment, *, environ: dict[str, str] | None = None
     Deterministic for a spec and a host configuration: equal specs give equal text, so the
     legacy builder's layer cache applies. ``environ`` stands in for ``os.environ`` (tests).
     """
-    settings = _index_settings(env, environ)
+    settings = index_settings(env, environ)
     return _render(env, settings)
 
 
-def _render(env: Environment, settings: _Settings) -> str:
+def _render(env: Environment, settings: IndexSettings) -> str:
     conda = env.python.conda_dependencies
     if conda is not None and conda.needs_conda():
         raise BuildError(
@@ -248,7 +152,7 @@ def _render(env: Environment, settings: _Settings) -> str:
         )
     with_ca = settings.ca_file is not None
     tls = _tls_exports(with_ca)
-    separate_install = _index_credentials(settings) and not user_managed
+    separate_install = has_index_credentials(settings) and not user_managed
     python = _kernel_python(env)
     user_text = env.docker.base_dockerfile
     out: list[str] = [
@@ -285,7 +189,7 @@ def _render(env: Environment, settings: _Settings) -> str:
         if with_ca:
             out.append(f"COPY {_CA_NAME} {_BUILD_DIR}/ca.crt")
     # Declared after the apt layer, so index settings never invalidate it.
-    out.extend(f"ARG {name}" for name in _ARG_NAMES)
+    out.extend(f"ARG {name}" for name in ARG_NAMES)
     kernel_reqs = list(KERNEL_SIDE_REQUIREMENTS)
     if user_managed:
         out.append(
@@ -408,7 +312,7 @@ def prepare_context(
     ``directory`` defaults to a new temporary directory (the caller removes it).
     ``runtime_dir`` is the store's runtime copy of the package; the running package otherwise.
     """
-    settings = _index_settings(env)
+    settings = index_settings(env)
     text = _render(env, settings)
     context = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="jenv-"))
     context.mkdir(parents=True, exist_ok=True)
@@ -422,7 +326,7 @@ def prepare_context(
     for path in (context / "jenv-build").rglob("*"):
         # Fixed modes: the legacy builder's COPY cache key includes them.
         path.chmod(0o755 if path.is_dir() else 0o644)
-    separate = _index_credentials(settings) and not env.python.user_managed_dependencies
+    separate = has_index_credentials(settings) and not env.python.user_managed_dependencies
     return BuildPlan(
         context=context,
         dockerfile=text,
@@ -444,7 +348,7 @@ def image_details(env: Environment) -> dict[str, Any]:
     ``["ingredients"]["dockerfile"]`` is exactly the text that is built. Build args are listed
     with credentials masked (their values are not part of the Dockerfile).
     """
-    settings = _index_settings(env)
+    settings = index_settings(env)
     text = _render(env, settings)
     return {
         "image": image_tag(env),
