@@ -40,8 +40,8 @@ from ..errors import (
 )
 from ..events import Event, LogLine, Progress
 from ..spec._environment import Environment
-from ._catalogue import Catalogue
 from ._maintenance import record_env
+from ._manager_base import ManagerBase
 from ._types import BuildResult, Garbage, Settings
 
 __all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]  # re-exported
@@ -49,7 +49,7 @@ __all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]  #
 EventSink = Callable[[Event], None]
 
 
-class EnvManager(Catalogue):
+class EnvManager(ManagerBase):
     """Builds and registers environments in one :class:`Workspace`."""
 
     def __init__(

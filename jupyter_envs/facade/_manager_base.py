@@ -1,7 +1,8 @@
-"""The registry verbs of the façade: read, export, remove, clean up (no building here).
+"""The manager's verbs that do not build: read, export, remove, clean up.
 
-:class:`~jupyter_envs.facade.manager.EnvManager` adds building to these; both work on one
-:class:`~jupyter_envs.engines.store.Workspace`.
+:class:`~jupyter_envs.facade.manager.EnvManager` adds building to these (split off only to keep
+each module readable); both work on one :class:`~jupyter_envs.engines.store.Workspace`, the
+store.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from ..spec._environment import Environment
 from ._maintenance import collect_garbage, export_text, record_env
 from ._types import Garbage
 
-__all__ = ["Catalogue"]
+__all__ = ["ManagerBase"]
 
 
-class Catalogue:
-    """The environments registered in one :class:`Workspace`, and what can be done to them
-    without building."""
+class ManagerBase:
+    """The environments registered in one :class:`Workspace` (the store), and what can be done
+    to them without building."""
 
     def __init__(self, workspace: Workspace | None = None) -> None:
         self.ws = workspace if workspace is not None else Workspace.default()
