@@ -145,7 +145,7 @@ def run(image: str, repeat: int) -> None:
         os.environ["JUPYTER_RUNTIME_DIR"] = str(root / "runtime")
         fields = docker_kernelspec_fields(
             image,
-            env="bench",
+            env_name="bench",
             version=1,
             spec_hash="0" * 12,
             cpu=None,
@@ -156,7 +156,7 @@ def run(image: str, repeat: int) -> None:
         )
         name = write_kernelspec(
             root / "data" / "kernels",
-            env="bench",
+            env_name="bench",
             version=1,
             spec_hash="0" * 12,
             backend="docker",

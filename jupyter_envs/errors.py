@@ -124,14 +124,14 @@ class BuildError(EnvsError):
         self,
         message: str,
         *,
-        env: str | None = None,
+        env_name: str | None = None,
         command: Sequence[str] | None = None,
         returncode: int | None = None,
         log_tail: Sequence[str] = (),
         log_path: str | None = None,
     ) -> None:
         self.message = message
-        self.env = env
+        self.env_name = env_name
         self.command = tuple(command) if command else None
         self.returncode = returncode
         self.log_tail = tuple(log_tail)
@@ -139,7 +139,9 @@ class BuildError(EnvsError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        head = f"building '{self.env}' failed: {self.message}" if self.env else self.message
+        head = (
+            f"building '{self.env_name}' failed: {self.message}" if self.env_name else self.message
+        )
         parts = [head]
         if self.log_tail:
             parts.append("last lines of the build log:")

@@ -231,6 +231,10 @@ def test_a_container_kernel_builds_and_switches_through_the_server(
         (container,) = _kernel_containers(kernel_id)
         kc = BlockingKernelClient()
         kc.load_connection_file(str(server.data_dir / "runtime" / f"kernel-{kernel_id}.json"))
+        # Without a KernelManager, wait_for_ready judges the kernel by its heartbeat, which
+        # counts as dead after one silent second: a container kernel on a busy machine can
+        # take longer than that to start. The kernel_info reply is what we wait for.
+        kc.hb_channel.time_to_dead = 30.0
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=120)

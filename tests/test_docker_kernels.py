@@ -204,13 +204,15 @@ def make_kernelspec(
         "env_vars": {},
     }
     settings.update(kw)
-    fields = docker_kernelspec_fields(image, env=env, version=1, spec_hash="0" * 12, **settings)
+    fields = docker_kernelspec_fields(
+        image, env_name=env, version=1, spec_hash="0" * 12, **settings
+    )
     metadata = dict(fields["metadata"])
     if not provisioner:
         metadata.pop("kernel_provisioner")  # what a client that ignores provisioners sees
     return write_kernelspec(
         data_dir / "kernels",
-        env=env,
+        env_name=env,
         version=1,
         spec_hash="0" * 12,
         backend="docker",

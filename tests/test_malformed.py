@@ -506,7 +506,7 @@ def test_real_build_of_a_missing_package_fails_cleanly(workspace: Workspace) -> 
     # The summary line itself (not only the log tail) names the package the index lacks.
     assert missing in info.value.message
     assert missing in str(info.value)
-    assert info.value.env == "ghost"
+    assert info.value.env_name == "ghost"
     assert info.value.log_path is not None
     assert Path(info.value.log_path).is_file()
     assert workspace.snapshot() == before

@@ -173,7 +173,7 @@ class GatedBuilder(FakeBuilder):
         yield LogLine("before the gate 2")
         while not self.gate.wait(0.02):
             if request.cancel.cancelled:
-                raise BuildCancelledError("cancelled at the gate", env=request.env.name)
+                raise BuildCancelledError("cancelled at the gate", env_name=request.env.name)
         yield LogLine("after the gate")
         return (yield from super().build(request))
 

@@ -54,7 +54,7 @@ class RemoteBuilds:
         except KeyboardInterrupt:
             self._cancel(job["id"])
             raise BuildCancelledError(
-                "interrupted; the server cancelled the build", env=env.name
+                "interrupted; the server cancelled the build", env_name=env.name
             ) from None
         return self._result(final, time.perf_counter() - started)
 
@@ -102,9 +102,11 @@ class RemoteBuilds:
     def _result(self, job: dict[str, Any], duration: float) -> BuildResult:
         name = job["name"]
         if job["status"] == "cancelled":
-            raise BuildCancelledError(job.get("error") or "cancelled", env=name)
+            raise BuildCancelledError(job.get("error") or "cancelled", env_name=name)
         if job["status"] != "succeeded":
-            raise BuildError(job.get("error") or f"build {job['id']} {job['status']}", env=name)
+            raise BuildError(
+                job.get("error") or f"build {job['id']} {job['status']}", env_name=name
+            )
         versions = self.link.request("GET", f"environments/{name}/versions")
         record: dict[str, Any] = next((v for v in versions if v["version"] == job["version"]), {})
         return BuildResult(

@@ -53,7 +53,7 @@ def collect_garbage(ws: Workspace, *, remove: bool) -> list[Garbage]:
         Garbage(
             "container",
             item.name,
-            f"kernel {item.kernel_id}, env {item.env}, server pid {item.server_pid} gone",
+            f"kernel {item.kernel_id}, env {item.env_name}, server pid {item.server_pid} gone",
         )
         for item in gc(remove=remove)
     ]

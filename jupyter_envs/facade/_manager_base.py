@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..engines.builders import get_builder
 from ..engines.kernels.kernelspec import remove_kernelspec
-from ..engines.store import VersionRecord, Workspace
+from ..engines.store import BuildRecord, VersionRecord, Workspace
 from ..errors import NotFoundError
 from ..spec import curated
 from ..spec._environment import Environment
@@ -91,6 +91,10 @@ class ManagerBase:
     def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
         """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
         return export_text(self.ws.get(name, version), fmt)
+
+    def builds(self, name: str) -> builtins.list[BuildRecord]:
+        """Every build attempt of ``name`` (failed and running ones included), oldest first."""
+        return self.ws.builds(name)
 
     def log_path(self, name: str) -> Path:
         """The log of the latest build of ``name`` (failed ones included)."""

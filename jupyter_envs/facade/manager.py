@@ -212,7 +212,7 @@ class EnvManager(ManagerBase):
             self._fail(build_id, exc, log_path)
             if isinstance(exc, KeyboardInterrupt):
                 raise BuildCancelledError(
-                    "interrupted", env=env.name, log_path=str(log_path)
+                    "interrupted", env_name=env.name, log_path=str(log_path)
                 ) from exc
             raise
         if previous is not None and previous.artifact and previous.artifact != str(artifact):
@@ -290,7 +290,7 @@ class EnvManager(ManagerBase):
         fields = runtime.kernelspec_fields(KernelRequest(target, env, version, spec_hash))
         return write_kernelspec(
             self.ws.kernels_dir,
-            env=env.name,
+            env_name=env.name,
             version=version,
             spec_hash=spec_hash,
             backend=builder.name,

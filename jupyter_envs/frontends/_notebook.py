@@ -121,7 +121,7 @@ def env_cell(line: str, cell: str) -> None:
     if not args.no_activate:
         switch_notebook(
             SwitchTarget(
-                env=result.name,
+                env_name=result.name,
                 version=result.version,
                 spec_hash=result.spec_hash,
                 kernel_name=result.kernel_name,
@@ -151,5 +151,5 @@ def activate(words: list[str]) -> None:
         raise SpecError("usage: %envs activate NAME[:VERSION]", field="%envs arguments")
     name, version = parse_reference(words[0])
     target = target_for(connect().record(name, version))
-    print(f"{target.env} v{target.version} — kernel: {target.kernel_name}")
+    print(f"{target.env_name} v{target.version} — kernel: {target.kernel_name}")
     switch_notebook(target)

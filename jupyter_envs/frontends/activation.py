@@ -54,7 +54,7 @@ PREPARE_TIMEOUT = 300.0
 class SwitchTarget:
     """The environment version the notebook should switch to."""
 
-    env: str
+    env_name: str
     version: int
     spec_hash: str
     kernel_name: str
@@ -67,7 +67,7 @@ class SwitchTarget:
         message: dict[str, Any] = {
             "kernel_name": self.kernel_name,
             "display_name": self.display_name,
-            "env": self.env,
+            "env": self.env_name,
             "version": self.version,
             "spec_hash": self.spec_hash,
         }
@@ -97,7 +97,7 @@ def target_for(record: VersionRecord) -> SwitchTarget:
             f"run `%envs build {record.name}` first"
         )
     return SwitchTarget(
-        env=record.name,
+        env_name=record.name,
         version=record.version,
         spec_hash=record.spec_hash,
         kernel_name=record.kernel_name,
@@ -118,7 +118,7 @@ def lost_variables(user_ns: dict[str, Any], hidden: dict[str, Any]) -> list[str]
 
 def _summary(target: SwitchTarget, lost: list[str]) -> str:
     text = (
-        f"Switching this notebook to {target.env} v{target.version} "
+        f"Switching this notebook to {target.env_name} v{target.version} "
         f"(kernel '{target.kernel_name}', spec {target.spec_hash[:12]})."
     )
     if lost:
@@ -161,7 +161,7 @@ def switch_notebook(
 
     say(_summary(target, lost_variables(shell.user_ns, shell.user_ns_hidden)))
     first = (
-        f"Starting the kernel of {target.env} v{target.version}..."
+        f"Starting the kernel of {target.env_name} v{target.version}..."
         if link is not None
         else "Asking JupyterLab to switch the kernel..."
     )
@@ -196,7 +196,7 @@ def _prepare(
         if exc.reason == KernelStartError.__name__:
             status.update({"text/plain": "The notebook keeps its current kernel."}, raw=True)
             raise KernelStartError(
-                f"{target.env} v{target.version} is built, but {exc}; this notebook keeps its "
+                f"{target.env_name} v{target.version} is built, but {exc}; this notebook keeps its "
                 "current kernel"
             ) from None
         reply = None  # the frontend starts the kernel after the cell instead
@@ -206,7 +206,7 @@ def _prepare(
         return target
     seconds = reply.get("seconds")
     took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
-    say(f"The kernel of {target.env} v{target.version} started{took}.")
+    say(f"The kernel of {target.env_name} v{target.version} started{took}.")
     status.update({"text/plain": "Asking JupyterLab to switch the kernel..."}, raw=True)
     return dataclasses.replace(target, new_kernel_id=new_kernel)
 

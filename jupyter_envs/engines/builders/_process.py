@@ -71,7 +71,7 @@ def run_streaming(
     KeyboardInterrupt), the whole process group is terminated.
     """
     if cancel.cancelled:
-        raise BuildCancelledError("cancelled before it started", env=env_name)
+        raise BuildCancelledError("cancelled before it started", env_name=env_name)
     proc = subprocess.Popen(
         list(cmd),
         stdout=subprocess.PIPE,
@@ -120,7 +120,7 @@ def run_streaming(
     if returncode != 0:
         raise BuildError(
             summarize_failure(list(tail)) or f"{what} exited with status {returncode}",
-            env=env_name,
+            env_name=env_name,
             command=cmd,
             returncode=returncode,
             log_tail=list(tail),

@@ -140,7 +140,7 @@ def _render(env: Environment, settings: IndexSettings) -> str:
         raise BuildError(
             "conda packages in a Docker environment are not supported yet; list pip packages, "
             "or install conda packages in the Dockerfile (docker.base_dockerfile)",
-            env=env.name,
+            env_name=env.name,
         )
     user_managed = env.python.user_managed_dependencies
     requirements = sorted(env.all_pip_requirements())
@@ -148,7 +148,7 @@ def _render(env: Environment, settings: IndexSettings) -> str:
         raise BuildError(
             "python.user_managed_dependencies: the image's interpreter is used as it is, so "
             "pip requirements would be ignored; install them in the Dockerfile instead",
-            env=env.name,
+            env_name=env.name,
         )
     with_ca = settings.ca_file is not None
     tls = _tls_exports(with_ca)

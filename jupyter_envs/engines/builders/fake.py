@@ -53,13 +53,15 @@ class FakeBuilder(Builder):
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if request.cancel.wait(0.05):
-                raise BuildCancelledError("cancelled", env=env.name)
+                raise BuildCancelledError("cancelled", env_name=env.name)
         lock_lines: list[str] = []
         for text in env.all_pip_requirements():
             req = Requirement(text)
             yield LogLine(f" + {req.name}")
             if req.name == "fail-build":
-                raise BuildError("the fake build was asked to fail", env=env.name, log_tail=[text])
+                raise BuildError(
+                    "the fake build was asked to fail", env_name=env.name, log_tail=[text]
+                )
             pinned = next((s.version for s in req.specifier if s.operator == "=="), "0.0.0")
             lock_lines.append(f"{req.name}=={pinned}")
         request.staging.mkdir(parents=True, exist_ok=True)

@@ -70,7 +70,7 @@ def _ensure_base_image(
                 raise BuildError(
                     f"the base image '{image}' does not exist locally and cannot be pulled: "
                     f"{item['error']}",
-                    env=env_name,
+                    env_name=env_name,
                 )
             status = " ".join(str(item.get(k, "")) for k in ("id", "status", "progress"))
             if item.get("status") and "progress" not in item:
@@ -79,7 +79,7 @@ def _ensure_base_image(
         raise BuildError(
             f"the base image '{image}' does not exist locally and cannot be pulled: "
             f"{exc.explanation or exc}",
-            env=env_name,
+            env_name=env_name,
         ) from exc
 
 
@@ -102,7 +102,7 @@ def build_image(
     if plan.base_image is not None:
         yield from _ensure_base_image(client, plan.base_image, env_name)
     if cancel.cancelled:
-        raise BuildCancelledError("cancelled before it started", env=env_name)
+        raise BuildCancelledError("cancelled before it started", env_name=env_name)
     items: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
     running: list[str] = []
     stop = threading.Event()
@@ -197,7 +197,7 @@ def build_image(
             f"the image build was cancelled at step {step_no}", env=env_name, log_tail=list(tail)
         )
     if image_id is None:
-        raise BuildError("the engine reported no image id", env=env_name, log_tail=list(tail))
+        raise BuildError("the engine reported no image id", env_name=env_name, log_tail=list(tail))
     _drop_private_stages(client, plan, stage_images)
     return BuiltImage(id=image_id, tag=plan.tag)
 
@@ -228,11 +228,11 @@ def _step_error(
         image = step.split()[1] if len(step.split()) > 1 else step
         return BuildError(
             f"the base image '{image}' does not exist locally and cannot be pulled: {error}",
-            env=env_name,
+            env_name=env_name,
             log_tail=tail,
         )
     where = f"step {step_no} ({_short(step)})" if step else "the build"
-    return BuildError(f"{where} failed: {error}", env=env_name, log_tail=tail)
+    return BuildError(f"{where} failed: {error}", env_name=env_name, log_tail=tail)
 
 
 def _short(step: str) -> str:
@@ -244,7 +244,9 @@ def _api_error(
     exc: BaseException, plan: BuildPlan, env_name: str | None, tail: list[str]
 ) -> BuildError:
     text = mask_secrets(_docker.one_line(exc), plan.secrets)
-    return BuildError(f"the Docker engine failed the build: {text}", env=env_name, log_tail=tail)
+    return BuildError(
+        f"the Docker engine failed the build: {text}", env_name=env_name, log_tail=tail
+    )
 
 
 _INSPECT_SCRIPT = (
@@ -269,7 +271,7 @@ def inspect_python(
     if code != 0:
         raise BuildError(
             f"the built image cannot run its kernel interpreter {python} (exit status {code})",
-            env=env_name,
+            env_name=env_name,
             log_tail=out.splitlines()[-TAIL_LINES:],
         )
     version, _, lock = out.partition("\n")

@@ -124,12 +124,12 @@ class UvBuilder(Builder):
         env = request.env
         uv = find_uv()
         if uv is None:
-            raise BuildError("uv is not installed", env=env.name)
+            raise BuildError("uv is not installed", env_name=env.name)
         if env.python.user_managed_dependencies:
             raise BuildError(
                 "python.user_managed_dependencies is only supported by the docker builder; "
                 "for a venv, list the requirements instead",
-                env=env.name,
+                env_name=env.name,
             )
         yield Progress("python", 0.02, "finding a Python interpreter")
         interp = select_interpreter(env.effective_python())

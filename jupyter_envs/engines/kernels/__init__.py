@@ -34,7 +34,7 @@ PROVISIONER_NAME = "jupyter-envs-docker"
 def docker_kernelspec_fields(
     image: str,
     *,
-    env: str,
+    env_name: str,
     version: int,
     spec_hash: str,
     cpu: float | None,
@@ -53,7 +53,7 @@ def docker_kernelspec_fields(
     """
     settings = ContainerSettings(
         image=image,
-        env=env,
+        env_name=env_name,
         spec_hash=spec_hash,
         cpu=cpu,
         memory=memory,

@@ -179,7 +179,7 @@ def _container_env(
     }
     env.update(settings.env_vars)
     # Tells jupyter_envs in the kernel that it runs in a container (its magics refuse to build).
-    env[CONTAINER_VAR] = settings.env or "unknown"
+    env[CONTAINER_VAR] = settings.env_name or "unknown"
     user = environ.get("USER") or environ.get("LOGNAME") or _user_name()
     # No passwd entry exists for the host uid in the image: getpass.getuser() reads these.
     env.update({"HOME": home, "USER": user, "LOGNAME": user})
@@ -259,7 +259,7 @@ def start_kernel_container(
     if link is not None:
         # Like a secret: in the kernel's environment only, never in the container's config.
         secrets[API_TOKEN_VAR] = link[2]
-    python = _image_python(client, settings.image, settings.env)
+    python = _image_python(client, settings.image, settings.env_name)
     if settings.gpu is not None:
         _check_gpu_runtime(client)
     pid = os.getpid() if server_pid is None else server_pid
@@ -307,7 +307,7 @@ def start_kernel_container(
             LABEL_SERVER_PID: str(pid),
             LABEL_SERVER_START: process_start_ticks(pid),
             LABEL_SERVER_HOST: socket.gethostname(),
-            LABEL_ENV: settings.env,
+            LABEL_ENV: settings.env_name,
             LABEL_SPEC_HASH: settings.spec_hash,
             LABEL_RUNTIME_DIR: str(rdir),
         }

@@ -78,7 +78,7 @@ class DockerKernelProvisioner(KernelProvisionerBase):
             )
         return ContainerSettings(
             image=self.image,
-            env=self.env,
+            env_name=self.env,
             spec_hash=self.spec_hash,
             cpu=self.cpu,
             memory=self.memory,

@@ -21,20 +21,21 @@ __all__ = ["KERNEL_PREFIX", "kernel_name", "remove_kernelspec", "write_kernelspe
 KERNEL_PREFIX = "jenv-"
 
 
-def kernel_name(env: str, version: int) -> str:
+def kernel_name(env_name: str, version: int) -> str:
     """The kernelspec name of a version: ``jenv-<name>-v<N>``."""
-    return f"{KERNEL_PREFIX}{env}-v{version}"
+    return f"{KERNEL_PREFIX}{env_name}-v{version}"
 
 
-def display_name(env: str, version: int, python_version: str) -> str:
+def display_name(env_name: str, version: int, python_version: str) -> str:
     """The name people see in the kernel picker, e.g. ``nlp v2 (Python 3.11.7)``."""
-    return f"{env} v{version} (Python {python_version})" if python_version else f"{env} v{version}"
+    plain = f"{env_name} v{version}"
+    return f"{plain} (Python {python_version})" if python_version else plain
 
 
 def write_kernelspec(
     kernels_dir: Path,
     *,
-    env: str,
+    env_name: str,
     version: int,
     spec_hash: str,
     backend: str,
@@ -51,10 +52,10 @@ def write_kernelspec(
 
     ``extra_metadata`` is merged into ``metadata`` (e.g. a ``kernel_provisioner`` entry).
     """
-    name = kernel_name(env, version)
+    name = kernel_name(env_name, version)
     spec: dict[str, Any] = {
         "argv": argv,
-        "display_name": display_name(env, version, python_version),
+        "display_name": display_name(env_name, version, python_version),
         "language": "python",
         # The kernel's own magics must find the same registry as the process that built it.
         "env": {**env_vars, STORE_VAR: str(store_root)},
@@ -63,7 +64,7 @@ def write_kernelspec(
             **(extra_metadata or {}),
             "debugger": True,
             "jupyter_envs": {
-                "env": env,
+                "env": env_name,
                 "version": version,
                 "spec_hash": spec_hash,
                 "backend": backend,

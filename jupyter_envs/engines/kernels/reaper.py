@@ -37,7 +37,7 @@ class DanglingContainer:
     id: str
     name: str
     kernel_id: str
-    env: str
+    env_name: str
     server_pid: int
     status: str
 
@@ -83,7 +83,7 @@ def _dangling(client: Any, wanted_labels: Sequence[str]) -> list[tuple[DanglingC
             id=str(attrs["Id"]),
             name=str(names[0]).lstrip("/"),
             kernel_id=labels.get(LABEL_KERNEL_ID, ""),
-            env=labels.get(LABEL_ENV, ""),
+            env_name=labels.get(LABEL_ENV, ""),
             server_pid=pid,
             status=str(attrs.get("State") or attrs.get("Status") or ""),
         )

@@ -125,7 +125,7 @@ class ContainerRuntime(KernelRuntime):
         resources = env.resources
         return docker_kernelspec_fields(
             target.image,
-            env=env.name,
+            env_name=env.name,
             version=request.version,
             spec_hash=request.spec_hash,
             cpu=resources.cpu,

@@ -68,7 +68,7 @@ class ContainerSettings:
     """What a kernelspec says about its container (the provisioner config / launcher flags)."""
 
     image: str
-    env: str = ""
+    env_name: str = ""
     spec_hash: str = ""
     cpu: float | None = None
     memory: str | None = None
@@ -91,7 +91,7 @@ class ContainerSettings:
         """As ``metadata.kernel_provisioner.config`` (the provisioner's traits)."""
         return {
             "image": self.image,
-            "env": self.env,
+            "env": self.env_name,
             "spec_hash": self.spec_hash,
             "cpu": self.cpu,
             "memory": self.memory,
@@ -102,7 +102,7 @@ class ContainerSettings:
 
     def flags(self) -> list[str]:
         """As the launcher's command-line flags (read back by :meth:`from_flags`)."""
-        out = ["--image", self.image, "--env", self.env, "--spec-hash", self.spec_hash]
+        out = ["--image", self.image, "--env", self.env_name, "--spec-hash", self.spec_hash]
         if self.cpu is not None:
             out += ["--cpu", repr(float(self.cpu))]
         if self.memory is not None:
@@ -136,7 +136,7 @@ class ContainerSettings:
         """The settings parsed by a parser that :meth:`add_flags` set up."""
         return cls(
             image=args.image,
-            env=args.env,
+            env_name=args.env,
             spec_hash=args.spec_hash,
             cpu=args.cpu,
             memory=args.memory,

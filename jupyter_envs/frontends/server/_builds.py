@@ -305,7 +305,7 @@ class BuildQueue:
         return self.manager.build(job.env, force=job.force, on_event=sink, cancel=job.token)
 
     def _running_record(self, job: BuildJob) -> tuple[str, Path] | None:
-        for record in reversed(self.manager.ws.builds(job.name)):
+        for record in reversed(self.manager.builds(job.name)):
             if record.status == "running" and record.spec_hash == job.spec_hash:
                 return record.id, Path(record.log_path)
         return None

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...engines.store import VersionRecord
-from ...errors import SpecError
+from ...errors import NotFoundError, SpecError
 from ...facade.manager import EnvManager
 from ...spec._environment import Environment
 
@@ -61,10 +61,12 @@ def environment_json(manager: EnvManager, name: str) -> dict[str, Any]:
 def environments_json(manager: EnvManager) -> list[dict[str, Any]]:
     """Every registered environment, by name."""
     out: list[dict[str, Any]] = []
-    for name in manager.ws.names():
-        versions = manager.ws.versions(name)
-        if versions:  # removed between the two reads: skip rather than fail the whole list
-            out.append({**version_json(versions[-1]), "versions": [v.version for v in versions]})
+    for name in manager.names():
+        try:
+            versions = manager.versions(name)
+        except NotFoundError:  # removed between the two reads: skip rather than fail the list
+            continue
+        out.append({**version_json(versions[-1]), "versions": [v.version for v in versions]})
     return out
 
 
