@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_envs import BackendUnavailableError, Environment, EnvManager, Workspace
+from jupyter_envs import BackendUnavailableError, Environment, EnvManager, EnvsError, Workspace
 from jupyter_envs.engines import builders
 from jupyter_envs.engines.builders import Builder, BuildOutput, BuildRequest
 from jupyter_envs.engines.kernels import runtimes
@@ -159,3 +159,38 @@ def test_default_base_image_is_part_of_what_is_built(workspace: Workspace) -> No
     named = Environment("named", pip=["six"], base_image="example/mine:3", backend="fake")
     built = EnvManager(workspace, Settings(default_base_image="example/one:1")).build(named)
     assert built.spec_hash == named.spec_hash
+
+
+# -- plug-ins merged into a chain (builders and runtimes alike) ----------------------------------
+class _EP:
+    """An entry point as importlib.metadata gives one."""
+
+    def __init__(self, name: str, value: str, load: Any) -> None:
+        self.name, self.value, self._load = name, value, load
+
+    def load(self) -> Any:
+        return self._load()
+
+
+def test_plugins_replace_a_builtin_by_name_or_join_the_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_envs.engines import _plugins
+
+    def broken() -> Any:
+        raise ImportError("no module named nowhere")
+
+    found = [
+        _EP("local", "theirs:Local", lambda: type("L", (_Remote,), {"name": "local"})),
+        _EP("remote", "theirs:Remote", lambda: _Remote),
+        _EP("ours", "jupyter_envs.engines.kernels.runtimes:LocalProcessRuntime", broken),
+    ]
+    monkeypatch.setattr(_plugins, "entry_points", lambda group: found)
+    chain = _plugins.merge_plugins(
+        [ContainerRuntime(), LocalProcessRuntime()], "g", "kernel runtime", insert_at=0
+    )
+    assert [r.name for r in chain] == ["remote", "docker", "local"]
+    assert isinstance(chain[2], _Remote)  # the built-in "local" was replaced in place
+    found.append(_EP("bad", "theirs:Bad", broken))
+    with pytest.raises(EnvsError, match=r"kernel runtime plug-in 'bad' \(theirs:Bad\) failed"):
+        _plugins.merge_plugins([], "g", "kernel runtime", insert_at=0)

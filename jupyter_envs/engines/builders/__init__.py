@@ -9,10 +9,10 @@ just before ``venv``.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from ...errors import BackendUnavailableError, EnvsError
+from ...errors import BackendUnavailableError
+from .._plugins import merge_plugins
 from ._process import CancelToken
 from .base import Builder, BuildOutput, BuildRequest
 from .docker import DockerBuilder
@@ -45,20 +45,8 @@ def available_builders() -> tuple[Builder, ...]:
     # DockerBuilder imports the docker SDK only when used: without the SDK or a running engine
     # it still detects Docker specs and its unavailable_reason() says which is missing.
     chain: list[Builder] = [DockerBuilder(), CondaPlaceholder(), UvBuilder()]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.value.startswith("jupyter_envs."):
-            continue  # our own, already in the chain
-        try:
-            builder = ep.load()()
-        except Exception as exc:  # a broken plug-in must not break the built-ins
-            raise EnvsError(
-                f"builder plug-in '{ep.name}' ({ep.value}) failed to load: {exc}"
-            ) from exc
-        names = [b.name for b in chain]
-        if builder.name in names:
-            chain[names.index(builder.name)] = builder
-        else:
-            chain.insert(len(chain) - 1, builder)
+    # A new plug-in goes just before venv, which matches anything left.
+    chain = merge_plugins(chain, ENTRY_POINT_GROUP, "builder", insert_at=-2)
     # The fake is never detected; it is chosen only by an explicit backend="fake".
     chain.append(FakeBuilder())
     return tuple(chain)

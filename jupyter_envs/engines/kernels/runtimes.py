@@ -15,10 +15,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...errors import BackendUnavailableError, EnvsError
+from ...errors import BackendUnavailableError
+from .._plugins import merge_plugins
 
 if TYPE_CHECKING:
     from ...spec import Environment
@@ -140,18 +140,7 @@ class ContainerRuntime(KernelRuntime):
 def available_runtimes() -> tuple[KernelRuntime, ...]:
     """Every runtime in the order they are tried (plug-ins first, then the built-ins)."""
     chain: list[KernelRuntime] = [ContainerRuntime(), LocalProcessRuntime()]
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            runtime = ep.load()()
-        except Exception as exc:  # a broken plug-in must say so, naming itself
-            raise EnvsError(
-                f"kernel runtime plug-in '{ep.name}' ({ep.value}) failed to load: {exc}"
-            ) from exc
-        names = [r.name for r in chain]
-        if runtime.name in names:
-            chain[names.index(runtime.name)] = runtime
-        else:
-            chain.insert(0, runtime)
+    chain = merge_plugins(chain, ENTRY_POINT_GROUP, "kernel runtime", insert_at=0)
     return tuple(chain)
 
 
