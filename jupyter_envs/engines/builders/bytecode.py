@@ -75,8 +75,12 @@ import json, os, py_compile, sys
 for source, target in json.load(open(sys.argv[1])):
     os.makedirs(os.path.dirname(target), exist_ok=True)
     tmp = f"{target}.{os.getpid()}.tmp"
-    py_compile.compile(source, cfile=tmp, doraise=True,
-                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    try:
+        py_compile.compile(source, cfile=tmp, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    except (py_compile.PyCompileError, OSError) as exc:  # left to import time, as without us
+        print(f"not compiled: {source}: {str(exc).splitlines()[-1] if str(exc) else exc}")
+        continue
     os.replace(tmp, target)
 """
 

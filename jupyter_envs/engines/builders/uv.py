@@ -10,7 +10,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import BuildError
+from ...errors import BuildCancelledError, BuildError
 from ...events import Event, LogLine, Progress
 from ..kernels.runtimes import KernelTarget
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
@@ -87,14 +87,20 @@ class UvBuilder(Builder):
         plan = bytecode.plan(files, [site, request.runtime_dir], cache, tag)
         if plan.missing:
             command = bytecode.compile_command(python, plan.missing, request.staging)
-            yield from run_streaming(
-                command,
-                env=dict(os.environ),
-                cancel=request.cancel,
-                what="compiling the kernel's start modules",
-                env_name=request.env.name,
-            )
-            Path(command[-1]).unlink()
+            try:
+                yield from run_streaming(
+                    command,
+                    env=dict(os.environ),
+                    cancel=request.cancel,
+                    what="compiling the kernel's start modules",
+                    env_name=request.env.name,
+                )
+            except BuildCancelledError:
+                raise
+            except BuildError as exc:  # bytecode only speeds kernels up: never fail a build on it
+                yield LogLine(f"Bytecode for kernel start not prepared: {exc.message}")
+            finally:
+                Path(command[-1]).unlink(missing_ok=True)
         placed = bytecode.link_cached(plan.links)
         yield LogLine(
             f"Bytecode for kernel start: {len(plan.links)} files ({len(plan.missing)} compiled "
