@@ -70,7 +70,9 @@ def run_streaming(
     when ``cancel`` is set; in both cases, and if the consumer stops iterating (e.g. on
     KeyboardInterrupt), the whole process group is terminated.
     """
-    if cancel.cancelled:
+    # A call, not the property: mypy would narrow the property to False here and skip checking
+    # the later "if cancel.cancelled" branch (a raise there counts as silently unreachable).
+    if cancel.wait(0):
         raise BuildCancelledError("cancelled before it started", env_name=env_name)
     proc = subprocess.Popen(
         list(cmd),
@@ -116,7 +118,7 @@ def run_streaming(
         if proc.poll() is None:
             _kill_group(proc)
     if cancel.cancelled:
-        raise BuildCancelledError(f"{what} was cancelled", env=env_name, command=cmd)
+        raise BuildCancelledError(f"{what} was cancelled", env_name=env_name, command=cmd)
     if returncode != 0:
         raise BuildError(
             summarize_failure(list(tail)) or f"{what} exited with status {returncode}",

@@ -101,7 +101,9 @@ def build_image(
         yield LogLine(f"Note: {note}")
     if plan.base_image is not None:
         yield from _ensure_base_image(client, plan.base_image, env_name)
-    if cancel.cancelled:
+    # A call, not the property: mypy would narrow a property to False after this check and
+    # then skip type-checking every later "if cancel.cancelled" branch as unreachable.
+    if cancel.wait(0):
         raise BuildCancelledError("cancelled before it started", env_name=env_name)
     items: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
     running: list[str] = []
@@ -194,7 +196,9 @@ def build_image(
             reader.join(timeout=30)
     if cancel.cancelled:
         raise BuildCancelledError(
-            f"the image build was cancelled at step {step_no}", env=env_name, log_tail=list(tail)
+            f"the image build was cancelled at step {step_no}",
+            env_name=env_name,
+            log_tail=list(tail),
         )
     if image_id is None:
         raise BuildError("the engine reported no image id", env_name=env_name, log_tail=list(tail))
