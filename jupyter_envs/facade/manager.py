@@ -1,7 +1,9 @@
 """The façade: the only place that orchestrates spec → build → register → kernelspec.
 
-Front-ends (magics, CLI, later the REST handlers and widgets) translate I/O and call an
-:class:`EnvManager`; nothing here knows about IPython, tornado or ipywidgets.
+Front-ends (magics, CLI, REST handlers, later the widget panel) translate I/O and call an
+:class:`EnvManager` (kernel-side ones through :mod:`jupyter_envs.clients.envs`); nothing here
+knows about IPython, tornado or ipywidgets. The data types live in ``_types.py`` and the verbs
+that do not build in ``_manager_base.py``; this module re-exports the types.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from ._maintenance import record_env
 from ._manager_base import ManagerBase
 from ._types import BuildResult, Garbage, Settings
 
-__all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]  # re-exported
+__all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]
 
 EventSink = Callable[[Event], None]
 
