@@ -962,3 +962,47 @@ async def test_envs_verbs_in_a_kernel_go_through_the_server(
     assert said.lines[-1] == "Removed verbs (v1) and its kernelspecs."
     _, listed = await api.call("GET", "environments")
     assert listed == []
+
+
+# -- hostile requests (issue #16, items 1-3) -----------------------------------------------------
+@on_loop
+async def test_the_scoped_token_passes_the_same_request_checks_as_the_server_token(
+    link_env: None, api: Api, jp_fetch: Fetch, jp_auth_header: dict[str, str]
+) -> None:
+    _, token = await _exported(api)
+    scoped = {"Authorization": f"token {token}"}
+    for extra in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}):
+        ours, _ = await api.call("GET", "environments", headers={**scoped, **extra})
+        servers, _ = await api.call("GET", "environments", headers={**jp_auth_header, **extra})
+        assert ours == servers, extra
+    # DNS rebinding: a foreign Host is refused (it used to get 200 with the scoped token).
+    code, _ = await api.call("GET", "environments", headers={**scoped, "Host": "attacker.example"})
+    assert code == 403
+    code, _ = await api.call("GET", "environments", headers=scoped)
+    assert code == 200  # and a plain request still works
+
+
+@on_loop
+async def test_oversized_and_deeply_nested_bodies_are_refused_before_parsing(api: Api) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    code, error = await api.call("POST", "environments", body=deep)
+    assert code == 400
+    assert "deeper than 32 levels" in error["message"]
+    big = json.dumps({"name": "big", "text": "x\n" * 1_500_000})
+    code, error = await api.call("POST", "environments", body=big)
+    assert code == 413
+    assert "over the limit" in error["message"]
+    assert await api.call("GET", "environments") == (200, [])  # nothing registered
+
+
+@on_loop
+async def test_numbers_beyond_64_bits_are_a_400_not_a_500(api: Api) -> None:
+    await api.finished((await api.create(fake("nums")))["id"])
+    huge = "99999999999999999999999"
+    code, error = await api.call("DELETE", "environments", "nums", params={"version": huge})
+    assert code == 400
+    assert "'version' must be a non-negative integer" in error["message"]
+    code, _ = await api.call("DELETE", "environments", "nums", params={"version": str(2**63 - 1)})
+    assert code == 404  # in range, just not there
+    code, _ = await api.call("GET", "environments", "nums")
+    assert code == 200  # nothing was removed

@@ -64,9 +64,45 @@ def _bad_request(message: str) -> web.HTTPError:
     return web.HTTPError(400, "%s", message)
 
 
+#: The largest number a query argument or header may carry: SQLite's integers are 64-bit, and
+#: a larger one ended in an OverflowError (a 500) instead of a 400.
+MAX_INT_ARGUMENT = 2**63 - 1
+#: Request bodies are specs and small commands: anything larger is refused before parsing.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: JSON nesting allowed in a body; a spec needs a handful of levels (a deeper body could exhaust
+#: the parser's recursion: a RecursionError, a 500).
+MAX_BODY_DEPTH = 32
+
+
 def _non_negative(raw: str) -> int | None:
-    # str.isdigit() also accepts digits int() refuses ("²"): only ASCII 0-9 here.
-    return int(raw) if raw.isascii() and raw.isdigit() else None
+    # str.isdigit() also accepts digits int() refuses ("²"): only ASCII 0-9 here; and at most
+    # 19 digits before int(), so a huge string is refused without converting it.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        return None
+    value = int(raw)
+    return value if value <= MAX_INT_ARGUMENT else None
+
+
+def _nesting_depth(text: bytes) -> int:
+    """How deeply JSON arrays/objects nest in ``text`` (strings skipped), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
 
 
 def _http_error_message(exc: web.HTTPError) -> str | None:
@@ -94,7 +130,15 @@ class EnvsAPIHandler(APIHandler):
         so a server's own Authorizer keeps the last word.
         """
         if self.envs.scoped_token.matches(self.request.headers.get("Authorization")):
+            # The rules jupyter_server applies to its own token in a header apply to this one:
+            # the Host header is checked (DNS rebinding: 403); as token-authenticated it skips
+            # the Origin and XSRF checks that guard cookie logins, exactly like that token.
+            if not self.check_host():
+                self.current_user = self._jupyter_current_user = None
+                raise web.HTTPError(403)
+            self._token_authenticated = True  # read by the IdentityProvider's origin/XSRF rules
             self.current_user = self._jupyter_current_user = self.envs.scoped_token.user()
+            self.set_cors_headers()
             return
         await super().prepare()
 
@@ -133,12 +177,20 @@ class EnvsAPIHandler(APIHandler):
         self.finish(json.dumps(data))
 
     def json_body(self) -> object:
-        """The request body parsed as JSON (None when empty)."""
-        if not self.request.body:
+        """The request body parsed as JSON (None when empty); 413 over
+        :data:`MAX_BODY_BYTES`, 400 when nested deeper than :data:`MAX_BODY_DEPTH`."""
+        body = self.request.body
+        if not body:
             return None
+        if len(body) > MAX_BODY_BYTES:
+            raise web.HTTPError(
+                413, "%s", f"the request body is over the limit of {MAX_BODY_BYTES} bytes"
+            )
+        if _nesting_depth(body) > MAX_BODY_DEPTH:
+            raise _bad_request(f"the request body nests deeper than {MAX_BODY_DEPTH} levels")
         try:
-            return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _bad_request("the request body is not valid JSON") from None
 
     def int_argument(self, name: str, default: int | None = None) -> int | None:
@@ -148,7 +200,10 @@ class EnvsAPIHandler(APIHandler):
             return default
         value = _non_negative(raw)
         if value is None:
-            raise _bad_request(f"'{name}' must be a non-negative integer, got {raw!r}")
+            raise _bad_request(
+                f"'{name}' must be a non-negative integer up to {MAX_INT_ARGUMENT}, "
+                f"got {raw[:40]!r}"
+            )
         return value
 
 
