@@ -1006,3 +1006,15 @@ async def test_numbers_beyond_64_bits_are_a_400_not_a_500(api: Api) -> None:
     assert code == 404  # in range, just not there
     code, _ = await api.call("GET", "environments", "nums")
     assert code == 200  # nothing was removed
+
+
+@on_loop
+async def test_a_spec_of_the_wrong_type_is_a_400_naming_the_field(api: Api) -> None:
+    code, error = await api.call(
+        "POST", "environments", body={"name": "typed", "spec": {"pip": {"a": 1}, "backend": "fake"}}
+    )
+    assert code == 400
+    assert error["reason"] == "SpecError"
+    assert "'pip'" in error["message"]
+    assert "must be a list of strings, not dict" in error["message"]
+    assert await api.call("GET", "environments") == (200, [])  # nothing registered or built

@@ -843,3 +843,21 @@ def test_fake_build_of_text_specs_round_trips_through_the_registry(workspace: Wo
     again = Environment.from_text("demo", "six==1.17.0\n")
     again.backend = "fake"
     assert again.build(ws=workspace).cache_hit
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("pip", {"a": 1}),
+        ("pip", [1]),
+        ("pip", 5),
+        ("pip_options", {"--index-url": "https://x"}),
+    ],
+)
+def test_wrong_types_are_refused_not_coerced(field: str, value: Any) -> None:
+    """A mapping used to be read as its keys (spec.pip {"a": 1} built "a")."""
+    spec_error(lambda: Environment.from_dict({"name": "x", field: value}), field)
+    spec_error(
+        lambda: Environment.from_dict({"name": "x", "docker": {"apt_packages": {"curl": True}}}),
+        "docker.apt_packages",
+    )

@@ -34,6 +34,7 @@ from ._requirements import (
 )
 from ._sections import DockerSection, PythonSection, Resources
 from ._validate import (
+    as_string_list,
     read_spec_file,
     validate_env_vars,
     validate_image_ref,
@@ -134,7 +135,7 @@ class Environment(WithActions):
     def pip_requirements(self, value: Iterable[str]) -> None:
         if isinstance(value, str):
             value = [line for line in value.splitlines() if line.strip()]
-        reqs = tuple(parse_requirement(r) for r in value)
+        reqs = tuple(parse_requirement(r) for r in as_string_list(value, "pip"))
         check_conflicts(reqs)
         self._pip = reqs
 

@@ -15,6 +15,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import SpecError
+from ._validate import as_string_list
 
 # Index options are kept (they change what gets installed); anything else that pip accepts in a
 # requirements file either makes no sense for a reproducible spec (-e) or needs a file we cannot
@@ -114,10 +115,8 @@ def parse_pip_options(options: Iterable[str]) -> tuple[str, ...]:
     They are written verbatim into the requirements file handed to the installer, so they get
     the same rules as options in requirements text: index options only, each with a value.
     """
-    if isinstance(options, str):
-        options = [options]
     out: list[str] = []
-    for option in options:
+    for option in as_string_list(options, "pip_options"):
         text = option.strip() if isinstance(option, str) else ""
         if not text.startswith("-") or "\n" in text:
             raise SpecError(

@@ -123,14 +123,32 @@ def validate_memory(value: Any) -> str | None:
     return value.strip()
 
 
+def as_string_list(value: Any, field: str) -> list[str]:
+    """``value`` as a list of strings: one string, or a list, tuple or set of strings.
+
+    Anything else is refused naming ``field``, never coerced: a mapping would silently become
+    its keys (``{"a": 1}`` read as ``["a"]``), a number or a list holding one is a mistake.
+    """
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping | bytes | bytearray) or not isinstance(value, Iterable):
+        raise SpecError(f"must be a list of strings, not {type(value).__name__}", field=field)
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise SpecError(
+                f"invalid entry {item!r}: must be a string, not {type(item).__name__}",
+                field=field,
+            )
+    return items
+
+
 def validate_str_list(value: Any, field: str) -> tuple[str, ...]:
     """A list of non-empty strings without shell metacharacters."""
     if value is None:
         return ()
-    if isinstance(value, str):
-        value = [value]
     out: list[str] = []
-    for item in value:
+    for item in as_string_list(value, field):
         if not isinstance(item, str) or not _STR_ITEM.fullmatch(item):
             raise SpecError(f"invalid entry {item!r}", field=field)
         out.append(item)
