@@ -138,7 +138,7 @@ class BuildError(EnvsError):
         self.log_path = log_path
         super().__init__(self._render())
 
-    def _render(self) -> str:
+    def _render(self, *, with_log_path: bool = True) -> str:
         head = (
             f"building '{self.env_name}' failed: {self.message}" if self.env_name else self.message
         )
@@ -146,9 +146,14 @@ class BuildError(EnvsError):
         if self.log_tail:
             parts.append("last lines of the build log:")
             parts.extend(f"    {line}" for line in self.log_tail)
-        if self.log_path:
+        if self.log_path and with_log_path:
             parts.append(f"full log: {self.log_path}")
         return "\n".join(parts)
+
+    def without_paths(self) -> str:
+        """The message without the log file's path (for those who cannot open the server's
+        files: the REST API gives a log URL instead)."""
+        return self._render(with_log_path=False)
 
 
 class BuildCancelledError(BuildError):

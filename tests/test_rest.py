@@ -280,12 +280,18 @@ async def test_text_spec_uses_the_default_backend_and_unchanged_spec_is_a_hit(ap
 
 
 @on_loop
-async def test_failed_build_reports_its_error(api: Api) -> None:
+async def test_failed_build_reports_its_error(api: Api, jp_fetch: Fetch) -> None:
     build = await api.finished((await api.create(fake("broken", "fail-build")))["id"])
     assert build["status"] == "failed"
     assert "the fake build was asked to fail" in build["error"]
     code, _ = await api.call("GET", "environments", "broken")
     assert code == 404  # a failed build registers nothing
+    # No server path in the API (it used to end with "full log: <store>/logs/..."): a URL.
+    assert "full log:" not in build["error"]
+    assert "/logs/" not in build["error"]
+    assert build["log_url"] == f"builds/{build['id']}/log"
+    response = await jp_fetch("jupyter-envs", "api", *build["log_url"].split("/"))
+    assert "the fake build was asked to fail" in response.body.decode()
 
 
 @on_loop

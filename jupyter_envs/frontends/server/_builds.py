@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...engines.builders import CancelToken
-from ...errors import BuildCancelledError, ConflictError, EnvsError, NotFoundError
+from ...errors import BuildCancelledError, BuildError, ConflictError, EnvsError, NotFoundError
 from ...events import Event, LogLine, Progress
 from ...facade.manager import BuildResult, EnvManager
 from ...spec._environment import Environment
@@ -135,6 +135,7 @@ class BuildJob:
             "kernel_name": self.kernel_name,
             "cache_hit": self.cache_hit,
             "error": self.error,
+            "log_url": f"builds/{self.id}/log",
             "cancel_requested": self.cancel_requested,
             "progress": None
             if progress is None
@@ -262,7 +263,9 @@ class BuildQueue:
         try:
             result = await loop.run_in_executor(self._executor, self._build, job, loop)
         except BuildCancelledError as exc:
-            job._finish("cancelled", str(exc))
+            job._finish("cancelled", exc.without_paths())
+        except BuildError as exc:  # the log's path is the server's business: see log_url
+            job._finish("failed", exc.without_paths())
         except EnvsError as exc:
             job._finish("failed", str(exc))
         except Exception:
