@@ -102,23 +102,25 @@ class JupyterServer:
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until its API answers."""
-        app_module = "jupyterlab" if self.app == "lab" else "notebook"
-        app_class = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
         argv = [
             sys.executable,
             "-m",
-            app_module,
+            {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}[self.app],
             "--no-browser",
             f"--port={self.port}",
             "--ip=127.0.0.1",
             f"--ServerApp.token={self.token}",
             f"--ServerApp.root_dir={self.root}",
-            f"--{app_class}.expose_app_in_browser=True",
             "--ServerApp.allow_root=True",
-            # Each test's notebooks are throwaway: no "save?" prompts, no workspaces.
-            "--LabApp.workspaces_dir=" + str(self.data_dir / "workspaces"),
-            *self.extra_args,
         ]
+        if self.app != "server":  # a frontend: JupyterLab or Notebook 7
+            app_class = "LabApp" if self.app == "lab" else "JupyterNotebookApp"
+            argv += [
+                f"--{app_class}.expose_app_in_browser=True",
+                # Each test's notebooks are throwaway: no "save?" prompts, no workspaces.
+                "--LabApp.workspaces_dir=" + str(self.data_dir / "workspaces"),
+            ]
+        argv += self.extra_args
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from IPython.testing.globalipapp import start_ipython
 
 from jupyter_envs import Environment, Workspace
 from jupyter_envs.errors import SpecError
+from jupyter_envs.frontends._commands import make_parser
 from jupyter_envs.frontends.cli import main
+from tests._catalogue import fill
 
 
 def test_cli_create_list_show_export_remove(
@@ -53,6 +56,47 @@ def test_cli_reports_bad_input_with_status(
     assert "file not found" in capsys.readouterr().err
     assert main(["show", "demo", "--version", "x"]) == 2
     assert workspace.snapshot() == {"environments": [], "versions": []}
+
+
+def test_cli_list_filters_and_pages(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = fill(workspace, 30)
+
+    def listed(*words: str) -> tuple[list[str], list[str]]:
+        assert main(["list", *words]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        rows = [ln.split()[0] for ln in lines[1:] if ln.startswith("env-")]
+        return rows, [ln for ln in lines if ln.startswith("(more")]
+
+    assert listed() == (names, [])
+    first, more = listed("--limit", "12")
+    assert first == names[:12]
+    assert more == ["(more: add --after env-00011)"]
+    rest, more = listed("--limit", "12", "--after", "env-00011")
+    assert rest == names[12:24]
+    assert listed("--prefix", "env-0002") == (names[20:30], [])
+    docker, _ = listed("--backend", "docker", "--status", "ready")
+    assert docker == [n for i, n in enumerate(names) if i % 4 == 3 and i % 5 != 0]
+    assert main(["list", "--prefix", "zzz"]) == 0
+    assert capsys.readouterr().out.strip() == "No environment matches."
+    assert main(["list", "--status", "gone"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert main(["list", "--limit", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
+
+
+def test_every_cli_argument_has_help() -> None:
+    parser = make_parser("jupyter envs")
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [
+        f"{verb} {action.dest}"
+        for verb, sub in verbs.choices.items()
+        for action in sub._actions
+        if not action.help
+    ]
+    assert missing == []
+    assert all(choice.help for choice in verbs._choices_actions)
 
 
 def test_cli_curated(capsys: pytest.CaptureFixture[str]) -> None:

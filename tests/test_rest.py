@@ -13,179 +13,41 @@ therefore run by :func:`on_loop`, on the loop those fixtures use.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, ParamSpec
+from typing import Any
 
 import pytest
-from jupyter_core.utils import ensure_event_loop
-from jupyter_server.auth.authorizer import Authorizer
-from jupyter_server.auth.identity import User
-from jupyter_server.base.handlers import JupyterHandler
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see the module docstring)
-from tornado.httpclient import HTTPResponse
-from traitlets.config import Config
 
 import jupyter_envs
 from jupyter_envs import EnvManager
 from jupyter_envs.clients.remote import RemoteBuilds
 from jupyter_envs.clients.serverlink import (
     API_SOCKET_VAR,
-    API_TOKEN_VAR,
-    API_URL_VAR,
     ServerLink,
     unix_socket_url,
 )
-from jupyter_envs.engines import builders
-from jupyter_envs.engines.builders import BuildOutput, BuildRequest, FakeBuilder
-from jupyter_envs.errors import ApiError, BuildCancelledError, BuildError
+from jupyter_envs.errors import ApiError, BuildError
 from jupyter_envs.events import Event, LogLine, Progress
 from jupyter_envs.frontends.server import JupyterEnvsApp
 from jupyter_envs.spec._environment import Environment
+from tests._rest import *  # noqa: F403  (the server fixtures: api, gated, link_env...)
+from tests._rest import (
+    FINISHED,
+    Api,
+    Fetch,
+    GatedBuilder,
+    RecordingAuthorizer,
+    exported,
+    fake,
+    on_loop,
+)
 
-P = ParamSpec("P")
-Fetch = Callable[..., Awaitable[HTTPResponse]]
-FINISHED = {"succeeded", "failed", "cancelled"}
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def on_loop(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
-    """Run an async test on the event loop of pytest-jupyter's server fixtures."""
-
-    @functools.wraps(test)
-    def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        ensure_event_loop(prefer_selector_loop=True).run_until_complete(test(*args, **kwargs))
-
-    return run
-
-
-# -- fixtures --------------------------------------------------------------------------------
-class RecordingAuthorizer(Authorizer):
-    """Allows everything except what ``deny`` names, and records every check."""
-
-    checks: ClassVar[list[tuple[str, str]]] = []
-    deny: ClassVar[set[str]] = set()
-
-    def is_authorized(
-        self, handler: JupyterHandler, user: User, action: str, resource: str
-    ) -> bool:
-        self.checks.append((action, resource))
-        return resource not in self.deny
-
-
-# Overrides pytest-jupyter's fixture of the same name (star-imported above).
-@pytest.fixture  # type: ignore[no-redef]
-def jp_server_config(tmp_path: Path) -> Config:
-    """The extension enabled as users enable it, with its store in the test's tmp dir."""
-    RecordingAuthorizer.checks = []
-    RecordingAuthorizer.deny = set()
-    return Config(
-        {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_envs": True},
-                "authorizer_class": RecordingAuthorizer,
-            },
-            "JupyterEnvsApp": {
-                "store_root": str(tmp_path / "store"),
-                # Text specs name no backend: never let a test reach the real uv builder.
-                "default_backend": "fake",
-            },
-        }
-    )
-
-
-class Api:
-    """Calls ``/jupyter-envs/api/...`` and returns (status, parsed JSON body)."""
-
-    def __init__(self, fetch: Fetch) -> None:
-        self.fetch = fetch
-
-    async def call(
-        self,
-        method: str,
-        *path: str,
-        body: object = None,
-        params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
-        if body is not None:
-            kwargs["body"] = body if isinstance(body, str | bytes) else json.dumps(body)
-        elif method == "POST":
-            kwargs["body"] = b""
-        response = await self.fetch(
-            "jupyter-envs", "api", *path, params=params, headers=headers, **kwargs
-        )
-        data = json.loads(response.body) if response.body else None
-        return response.code, data
-
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        code, build = await self.call("POST", "environments", body=body)
-        assert code == 202, build
-        assert isinstance(build, dict)
-        return build
-
-    async def wait(
-        self, build_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 20
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            code, build = await self.call("GET", "builds", build_id)
-            assert code == 200, build
-            if until(build):
-                assert isinstance(build, dict)
-                return build
-            assert time.monotonic() < deadline, f"timed out waiting; last: {build}"
-            await asyncio.sleep(0.02)
-
-    async def finished(self, build_id: str) -> dict[str, Any]:
-        return await self.wait(build_id, lambda b: b["status"] in FINISHED)
-
-    async def running(self, build_id: str) -> dict[str, Any]:
-        return await self.wait(build_id, lambda b: b["status"] == "running")
-
-
-@pytest.fixture
-def api(jp_fetch: Fetch) -> Api:
-    return Api(jp_fetch)
-
-
-def fake(name: str = "demo", *pip: str) -> dict[str, Any]:
-    return {"name": name, "spec": {"pip": list(pip or ("six==1.17.0",)), "backend": "fake"}}
-
-
-class GatedBuilder(FakeBuilder):
-    """A fake builder that prints two lines, then waits for :attr:`gate` before finishing."""
-
-    name = "gated"
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-
-    def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
-        yield LogLine("before the gate 1")
-        yield LogLine("before the gate 2")
-        while not self.gate.wait(0.02):
-            if request.cancel.cancelled:
-                raise BuildCancelledError("cancelled at the gate", env_name=request.env.name)
-        yield LogLine("after the gate")
-        return (yield from super().build(request))
-
-
-@pytest.fixture
-def gated(monkeypatch: pytest.MonkeyPatch) -> Iterator[GatedBuilder]:
-    """A ``backend: "gated"`` builder added to the chain for this test."""
-    builder = GatedBuilder()
-    chain = builders.available_builders()
-    monkeypatch.setattr(builders, "available_builders", lambda: (*chain, builder))
-    yield builder
-    builder.gate.set()  # never leave a worker thread waiting
 
 
 def sse_events(raw: bytes) -> list[dict[str, Any]]:
@@ -569,38 +431,11 @@ def test_shipped_config_enables_the_extension() -> None:
 
 
 # -- the kernel side's access: scoped token, switching a session --------------------------------
-@pytest.fixture(autouse=True)
-def link_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The server exports the kernel link and its store into os.environ (kernels inherit it):
-    restore the test process's environment afterwards. Autouse, so it is set up before the
-    server fixtures.
-    """
-    for var in (
-        API_URL_VAR,
-        API_TOKEN_VAR,
-        API_SOCKET_VAR,
-        "JUPYTER_ENVS_STORE",
-        "JUPYTER_ENVS_KERNELS_DIR",
-        "JUPYTER_ENVS_DEFAULT_BASE_IMAGE",
-    ):
-        monkeypatch.setenv(var, "")
-        monkeypatch.delenv(var)
-
-
-async def _exported(api: Api) -> tuple[str, str]:
-    await api.call("GET", "environments")  # lets the server's loop run its first callbacks
-    deadline = time.monotonic() + 10
-    while not os.environ.get(API_TOKEN_VAR):
-        assert time.monotonic() < deadline, "the server never exported the kernel link"
-        await asyncio.sleep(0.02)
-    return os.environ[API_URL_VAR], os.environ[API_TOKEN_VAR]
-
-
 @on_loop
 async def test_kernels_get_a_token_scoped_to_this_api(
     link_env: None, api: Api, jp_fetch: Fetch, jp_http_port: int, jp_base_url: str
 ) -> None:
-    url, token = await _exported(api)
+    url, token = await exported(api)
     assert url == f"http://127.0.0.1:{jp_http_port}{jp_base_url}jupyter-envs/api/"
     scoped = {"Authorization": f"token {token}"}
     code, listed = await api.call("GET", "environments", headers=scoped)
@@ -620,7 +455,7 @@ async def test_kernels_get_a_token_scoped_to_this_api(
 @on_loop
 async def test_container_kernels_reach_the_api_on_a_unix_socket(link_env: None, api: Api) -> None:
     """The same routes on a 0600 Unix socket (mounted into container kernels), same auth."""
-    url, token = await _exported(api)
+    url, token = await exported(api)
     path = Path(os.environ[API_SOCKET_VAR])
     assert path.is_socket()
     assert path.stat().st_mode & 0o777 == 0o600
@@ -641,7 +476,7 @@ async def test_container_kernels_reach_the_api_on_a_unix_socket(link_env: None, 
 async def test_switch_replaces_the_kernel_of_the_session_that_owns_it(
     link_env: None, api: Api, jp_fetch: Fetch
 ) -> None:
-    _, token = await _exported(api)
+    _, token = await exported(api)
     session = await _session(jp_fetch, "nb.ipynb")
     old = session["kernel"]["id"]
     try:
@@ -743,7 +578,7 @@ def _kernelspec(kernel_dir: Path, name: str, code: str) -> None:
 async def test_prepare_starts_the_kernel_and_switch_adopts_it(
     link_env: None, api: Api, jp_fetch: Fetch
 ) -> None:
-    _, token = await _exported(api)
+    _, token = await exported(api)
     scoped = {"Authorization": f"token {token}"}
     session = await _session(jp_fetch, "prep.ipynb")
     old = session["kernel"]["id"]
@@ -879,7 +714,7 @@ async def test_prepare_turned_off_is_409(api: Api, jp_serverapp: Any) -> None:
 @on_loop
 async def test_kernel_side_builds_go_through_the_server(api: Api) -> None:
     """What %%env does in a kernel of this server: submit, follow the events, get the result."""
-    url, token = await _exported(api)
+    url, token = await exported(api)
     remote = RemoteBuilds(ServerLink(url, token))
     events: list[Event] = []
     spec = Environment("remote", pip=["six", "requests"], backend="fake")
@@ -944,7 +779,7 @@ async def test_envs_verbs_in_a_kernel_go_through_the_server(
     from jupyter_envs.clients.envs import connect
     from jupyter_envs.frontends._commands import make_parser, run_command
 
-    await _exported(api)  # the kernel's link is now in this process's environment
+    await exported(api)  # the kernel's link is now in this process's environment
     client = connect()
     assert not client.local
 
@@ -968,59 +803,3 @@ async def test_envs_verbs_in_a_kernel_go_through_the_server(
     assert said.lines[-1] == "Removed verbs (v1) and its kernelspecs."
     _, listed = await api.call("GET", "environments")
     assert listed == []
-
-
-# -- hostile requests (issue #16, items 1-3) -----------------------------------------------------
-@on_loop
-async def test_the_scoped_token_passes_the_same_request_checks_as_the_server_token(
-    link_env: None, api: Api, jp_fetch: Fetch, jp_auth_header: dict[str, str]
-) -> None:
-    _, token = await _exported(api)
-    scoped = {"Authorization": f"token {token}"}
-    for extra in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}):
-        ours, _ = await api.call("GET", "environments", headers={**scoped, **extra})
-        servers, _ = await api.call("GET", "environments", headers={**jp_auth_header, **extra})
-        assert ours == servers, extra
-    # DNS rebinding: a foreign Host is refused (it used to get 200 with the scoped token).
-    code, _ = await api.call("GET", "environments", headers={**scoped, "Host": "attacker.example"})
-    assert code == 403
-    code, _ = await api.call("GET", "environments", headers=scoped)
-    assert code == 200  # and a plain request still works
-
-
-@on_loop
-async def test_oversized_and_deeply_nested_bodies_are_refused_before_parsing(api: Api) -> None:
-    deep = "[" * 100_000 + "]" * 100_000
-    code, error = await api.call("POST", "environments", body=deep)
-    assert code == 400
-    assert "deeper than 32 levels" in error["message"]
-    big = json.dumps({"name": "big", "text": "x\n" * 1_500_000})
-    code, error = await api.call("POST", "environments", body=big)
-    assert code == 413
-    assert "over the limit" in error["message"]
-    assert await api.call("GET", "environments") == (200, [])  # nothing registered
-
-
-@on_loop
-async def test_numbers_beyond_64_bits_are_a_400_not_a_500(api: Api) -> None:
-    await api.finished((await api.create(fake("nums")))["id"])
-    huge = "99999999999999999999999"
-    code, error = await api.call("DELETE", "environments", "nums", params={"version": huge})
-    assert code == 400
-    assert "'version' must be a non-negative integer" in error["message"]
-    code, _ = await api.call("DELETE", "environments", "nums", params={"version": str(2**63 - 1)})
-    assert code == 404  # in range, just not there
-    code, _ = await api.call("GET", "environments", "nums")
-    assert code == 200  # nothing was removed
-
-
-@on_loop
-async def test_a_spec_of_the_wrong_type_is_a_400_naming_the_field(api: Api) -> None:
-    code, error = await api.call(
-        "POST", "environments", body={"name": "typed", "spec": {"pip": {"a": 1}, "backend": "fake"}}
-    )
-    assert code == 400
-    assert error["reason"] == "SpecError"
-    assert "'pip'" in error["message"]
-    assert "must be a list of strings, not dict" in error["message"]
-    assert await api.call("GET", "environments") == (200, [])  # nothing registered or built

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..engines.kernels.environ import container_kernel_problem
-from ..engines.store import VersionRecord
+from ..engines.store import EnvQuery, Page, VersionRecord
 from ..errors import EnvsError
 from ..events import Event
 from ..facade.manager import BuildResult, EnvManager, Garbage, get_manager
@@ -83,6 +83,10 @@ class EnvsClient:
         return self.manager.gc(remove=remove)
 
     # -- reads: the same store in both cases ---------------------------------------------------
+    def page(self, query: EnvQuery | None = None) -> Page:
+        """Registered environments matching ``query`` (read from the store)."""
+        return self.manager.page(query)
+
     def names(self) -> builtins.list[str]:
         """Registered environment names."""
         return self.manager.names()

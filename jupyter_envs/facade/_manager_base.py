@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..engines.builders import get_builder
 from ..engines.kernels.kernelspec import remove_kernelspec
-from ..engines.store import BuildRecord, VersionRecord, Workspace
+from ..engines.store import BuildRecord, EnvQuery, Page, VersionRecord, Workspace
 from ..errors import NotFoundError
 from ..spec import curated
 from ..spec._environment import Environment
@@ -32,7 +32,11 @@ class ManagerBase:
 
     def list(self) -> dict[str, Environment]:
         """Every registered environment, name → latest version."""
-        return {name: record_env(self.ws.get(name)) for name in self.ws.names()}
+        return {item.record.name: record_env(item.record) for item in self.ws.page().items}
+
+    def page(self, query: EnvQuery | None = None) -> Page:
+        """Registered environments (latest versions) matching ``query``: filters and a page."""
+        return self.ws.page(query)
 
     def get(self, name: str, version: int | None = None) -> Environment:
         """A registered environment (latest version by default)."""

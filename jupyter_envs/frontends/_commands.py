@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from ..engines.store import VersionRecord
+from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
 from ..errors import UsageError
 from ..events import Event
 from ..facade.manager import BuildResult, Garbage
@@ -30,6 +30,7 @@ class Verbs(Protocol):
     """The façade verbs the commands call (EnvManager and EnvsClient both have them)."""
 
     def names(self) -> list[str]: ...
+    def page(self, query: EnvQuery | None = None) -> Page: ...
     def record(self, name: str, version: int | None = None) -> VersionRecord: ...
     def get(self, name: str, version: int | None = None) -> Environment: ...
     def versions(self, name: str) -> list[VersionRecord]: ...
@@ -76,37 +77,75 @@ class RaisingParser(argparse.ArgumentParser):
         raise UsageError(f"{message}\n{self.format_usage().strip()}")
 
 
+def _page_size(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("a page holds at least 1 environment")
+    return number
+
+
+_NAME_RULE = "1-63 lowercase letters, digits, '-', '_' or '.'"
+_NAME_HELP = f"the environment's name ({_NAME_RULE})"
+_VERSION_HELP = "a version number (default: the latest), e.g. 3 or v3"
+
+
 def make_parser(prog: str) -> argparse.ArgumentParser:
-    """The parser for every verb."""
+    """The parser for every verb; every argument has a help text (a test checks it)."""
     parser = RaisingParser(prog=prog, description="Build and manage jupyter-envs environments.")
-    sub = parser.add_subparsers(dest="verb", required=True, parser_class=RaisingParser)
-    sub.add_parser("list", help="list registered environments")
+    sub = parser.add_subparsers(
+        dest="verb", required=True, parser_class=RaisingParser, metavar="VERB"
+    )
+    p = sub.add_parser("list", help="list registered environments (filters and pages)")
+    p.add_argument("--prefix", default="", help="only names that start with this")
+    p.add_argument("--backend", help="only environments built by this builder (uv, docker...)")
+    p.add_argument("--status", choices=STATUSES, help="only environments with this status")
+    p.add_argument(
+        "--limit", type=_page_size, help="show at most this many (default: all)", metavar="N"
+    )
+    p.add_argument(
+        "--after",
+        default="",
+        help="start after this name (the next page's start, printed under a limited list)",
+        metavar="NAME",
+    )
     p = sub.add_parser("show", help="show an environment's spec, lock and kernel")
-    p.add_argument("name")
-    p.add_argument("--version", type=_version_arg)
+    p.add_argument("name", help=_NAME_HELP)
+    p.add_argument("--version", type=_version_arg, help=_VERSION_HELP)
     p = sub.add_parser("versions", help="list an environment's versions")
-    p.add_argument("name")
+    p.add_argument("name", help=_NAME_HELP)
     p = sub.add_parser("build", help="build a registered or curated environment")
-    p.add_argument("name")
-    p.add_argument("--force", action="store_true", help="rebuild even if nothing changed")
+    p.add_argument("name", help="a registered or curated environment's name")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if an identical build is registered"
+    )
     p = sub.add_parser("create", help="create and build an environment from a file")
     p.add_argument(
         "-f", "--file", required=True, help="requirements.txt, environment.yml or Dockerfile"
     )
-    p.add_argument("name")
+    p.add_argument("name", help=f"the name to register it under ({_NAME_RULE})")
     p.add_argument("--format", help="requirements, conda or dockerfile (default: detected)")
-    p.add_argument("--python", help="Python version, e.g. 3.11")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--python", help="Python version, e.g. 3.11 (default: the file's, or uv's)")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild even if an identical build is registered"
+    )
     p = sub.add_parser("remove", help="remove an environment (or one version) and its kernels")
-    p.add_argument("name")
-    p.add_argument("--version", type=_version_arg)
+    p.add_argument("name", help=_NAME_HELP + "; also cleans leftovers of failed first builds")
+    p.add_argument("--version", type=_version_arg, help="remove only this version")
     p = sub.add_parser("export", help="print an environment as text")
-    p.add_argument("name")
-    p.add_argument("--version", type=_version_arg)
-    p.add_argument("--format", default="lock", choices=["lock", "requirements", "conda", "json"])
+    p.add_argument("name", help=_NAME_HELP)
+    p.add_argument("--version", type=_version_arg, help=_VERSION_HELP)
+    p.add_argument(
+        "--format",
+        default="lock",
+        choices=["lock", "requirements", "conda", "json"],
+        help="lock: exact versions (default); requirements, conda: the spec; json: everything",
+    )
     p.add_argument("-o", "--output", help="write to this file instead of printing")
     p = sub.add_parser("logs", help="print the log of an environment's latest build")
-    p.add_argument("name")
+    p.add_argument("name", help=_NAME_HELP)
     sub.add_parser("curated", help="list the curated environments")
     p = sub.add_parser(
         "gc",
@@ -129,11 +168,19 @@ def _table(rows: list[list[str]]) -> str:
 
 def cmd_list(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["NAME", "VERSION", "STATUS", "BACKEND", "PYTHON", "KERNEL", "UPDATED"]]
-    for name in mgr.names():
-        rec = mgr.record(name)
+    query = EnvQuery(
+        prefix=args.prefix,
+        backend=args.backend,
+        status=args.status,
+        after=args.after,
+        limit=args.limit,
+    )
+    page = mgr.page(query)
+    for item in page.items:
+        rec = item.record
         rows.append(
             [
-                name,
+                rec.name,
                 str(rec.version),
                 rec.status,
                 rec.backend,
@@ -142,11 +189,15 @@ def cmd_list(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
                 _when(rec.created),
             ]
         )
-    out.say(
-        _table(rows)
-        if len(rows) > 1
-        else "No environments yet. Create one with %%env NAME or 'jupyter envs create'."
-    )
+    filtered = query != EnvQuery(limit=query.limit)
+    if len(rows) > 1:
+        out.say(_table(rows))
+    elif filtered:
+        out.say("No environment matches.")
+    else:
+        out.say("No environments yet. Create one with %%env NAME or 'jupyter envs create'.")
+    if page.next_after is not None:
+        out.say(f"(more: add --after {page.next_after})")
 
 
 def cmd_show(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:

@@ -25,6 +25,7 @@ from ...errors import EnvsError
 from ...facade.manager import EnvManager, Settings
 from ._builds import BuildQueue
 from ._handlers import default_handlers
+from ._listing import ListingCache
 from ._switch import PreparedKernels, ScopedToken, link_environment
 from ._unixsocket import UnixSocketAPI
 
@@ -174,6 +175,7 @@ class JupyterEnvsApp(ExtensionApp):
         if self.default_base_image:
             settings = dataclasses.replace(settings, default_base_image=self.default_base_image)
         self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir), settings)
+        self.listings = ListingCache(self.manager)
         self.queue = BuildQueue(
             self.manager, max_concurrent=self.max_concurrent_builds, log=self.log
         )

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator
 from http.client import responses
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -21,6 +22,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from ...engines.store import STATUSES, EnvQuery
 from ...errors import (
     BackendUnavailableError,
     ConflictError,
@@ -30,7 +32,7 @@ from ...errors import (
     SpecError,
 )
 from ._logstream import follow
-from ._payloads import environment_json, environments_json, parse_create, version_json
+from ._payloads import environment_json, parse_create, version_json
 from ._switch import switch_session
 
 if TYPE_CHECKING:
@@ -213,8 +215,46 @@ class EnvironmentsHandler(EnvsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """Every registered environment (its latest version)."""
-        self.reply(await asyncio.to_thread(environments_json, self.envs.manager))
+        """Registered environments (their latest versions), sorted by name.
+
+        Filters ``?prefix=&backend=&status=``; pages ``?limit=N&after=NAME``. When there is a
+        next page, a ``Link: <...>; rel="next"`` header gives its URL.
+        """
+        query = self.env_query()
+        body, next_after = await asyncio.to_thread(self.envs.listings.page, query)
+        if next_after is not None:
+            args = {
+                key: value
+                for key, value in (
+                    ("prefix", query.prefix),
+                    ("backend", query.backend),
+                    ("status", query.status),
+                    ("limit", str(query.limit)),
+                    ("after", next_after),
+                )
+                if value
+            }
+            url = url_path_join(self.base_url, API_PREFIX, "environments")
+            self.set_header("Link", f'<{url}?{urlencode(args)}>; rel="next"')
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+    def env_query(self) -> EnvQuery:
+        """The listing's filters and page from the query string (400 naming a bad one)."""
+        status = self.get_query_argument("status", None) or None
+        if status is not None and status not in STATUSES:
+            known = ", ".join(STATUSES)
+            raise _bad_request(f"'status' must be one of {known}, got {status[:40]!r}")
+        limit = self.int_argument("limit")
+        if limit == 0:
+            raise _bad_request("'limit' must be at least 1")
+        return EnvQuery(
+            prefix=self.get_query_argument("prefix", ""),
+            backend=self.get_query_argument("backend", None) or None,
+            status=status,
+            after=self.get_query_argument("after", ""),
+            limit=limit,
+        )
 
     @web.authenticated
     @authorized

