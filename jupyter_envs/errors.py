@@ -4,12 +4,14 @@ The tree::
 
     EnvsError                      the one root: ``except EnvsError`` catches them all
     ├── SpecError                  a spec is invalid (names the field, and the line for text)
+    │   └── SpecTooLargeError      a spec is over a server's size limit (bytes, lines, requirements)
     ├── NotFoundError              no such environment / version in the registry
     ├── BackendUnavailableError    the builder a spec needs is missing or cannot run here
     ├── PythonNotFoundError        the requested interpreter is not on this machine
     ├── BuildError                 a build ran and failed (carries the command and log tail)
     │   └── BuildCancelledError    a build was cancelled or interrupted
     ├── StoreError                 the registry on disk is unusable or busy
+    │   └── ReadOnlyStoreError     the store can be read but not written (permissions, read-only fs)
     ├── KernelStartError           an environment's kernel died or did not answer while starting
     ├── KernelLaunchError          a container kernel could not be started (image, engine, GPU…)
     ├── UsageError                 bad command-line or magic words (the message has the usage line)
@@ -34,7 +36,9 @@ __all__ = [
     "KernelStartError",
     "NotFoundError",
     "PythonNotFoundError",
+    "ReadOnlyStoreError",
     "SpecError",
+    "SpecTooLargeError",
     "StoreError",
     "UsageError",
 ]
@@ -85,6 +89,15 @@ class SpecError(EnvsError, ValueError):
         if self.text is not None:
             msg += f"\n    {self.text}"
         return msg
+
+
+class SpecTooLargeError(SpecError):
+    """A spec is over a size limit of the server that received it (its bytes, lines or number
+    of requirements); ``limit`` names the setting."""
+
+    def __init__(self, message: str, *, limit: str, field: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(message, field=field)
 
 
 class NotFoundError(EnvsError, LookupError):
@@ -162,6 +175,11 @@ class BuildCancelledError(BuildError):
 
 class StoreError(EnvsError):
     """The registry on disk cannot be used (corrupt, unwritable, or locked too long)."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """The store can be read (list, show, export) but not written (build, register, remove):
+    no write permission, or a read-only file system. The message says which path and why."""
 
 
 class KernelStartError(EnvsError):

@@ -162,3 +162,64 @@ async def test_bad_listing_arguments_are_400(
     code, error = await api.call("GET", "environments", params=params)
     assert code == 400
     assert expected in error["message"]
+
+
+# -- spec size limits (item 5) --------------------------------------------------------------------
+def _many(count: int) -> list[str]:
+    return [f"package-{i}" for i in range(count)]
+
+
+OVERSIZED: list[tuple[dict[str, Any], str]] = [
+    # 30,000 lines of text (the reported attack had 800,000): over max_spec_lines.
+    ({"text": "six\n" * 30_000}, "max_spec_lines"),
+    # 1.1 MB in one comment line: over max_spec_bytes (the body itself is under 2 MiB).
+    ({"text": "# " + "x" * 1_100_000 + "\nsix\n"}, "max_spec_bytes"),
+    ({"text": "\n".join(_many(2_001))}, "max_requirements"),
+    ({"spec": {"pip": _many(2_001), "backend": "fake"}}, "max_requirements"),
+    (
+        {"spec": {"pip": ["six"], "description": "d" * 1_100_000, "backend": "fake"}},
+        "max_spec_bytes",
+    ),
+    (
+        {
+            "spec": {
+                "python": {"conda_dependencies": {"dependencies": _many(1_500)}},
+                "pip": _many(600),
+                "backend": "fake",
+            }
+        },
+        "max_requirements",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "limit"), OVERSIZED)
+@on_loop
+async def test_specs_over_a_limit_are_413_and_nothing_is_built(
+    api: Api, body: dict[str, Any], limit: str
+) -> None:
+    code, error = await api.call("POST", "environments", body={"name": "huge", **body})
+    assert code == 413, error
+    assert error["reason"] == "SpecTooLargeError"
+    assert f"(its setting: {limit})" in error["message"]
+    assert await api.call("GET", "builds") == (200, [])
+    assert await api.call("GET", "environments") == (200, [])
+
+
+@on_loop
+async def test_a_spec_at_the_limits_is_accepted(api: Api) -> None:
+    text = "\n".join(["# a comment"] * 17_000 + _many(2_000))
+    build = await api.create({"name": "big", "text": text})
+    assert build["status"] in ("queued", "running")
+
+
+def test_limits_are_settings_and_must_be_positive() -> None:
+    from traitlets import TraitError
+
+    from jupyter_envs.frontends.server import JupyterEnvsApp
+
+    app = JupyterEnvsApp(max_spec_lines=5, max_requirements=3, max_spec_bytes=100)
+    assert (app.max_spec_lines, app.max_requirements, app.max_spec_bytes) == (5, 3, 100)
+    for trait in ("max_request_bytes", "max_spec_bytes", "max_spec_lines", "max_requirements"):
+        with pytest.raises(TraitError, match=f"{trait} must be at least 1"):
+            JupyterEnvsApp(**{trait: 0})

@@ -23,6 +23,7 @@ from ...engines.store import (
 )
 from ...errors import EnvsError
 from ...facade.manager import EnvManager, Settings
+from ...spec._limits import SpecLimits
 from ._builds import BuildQueue
 from ._handlers import default_handlers
 from ._listing import ListingCache
@@ -123,6 +124,35 @@ class JupyterEnvsApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    max_request_bytes = Integer(
+        2 * 1024 * 1024,
+        help=(
+            "The largest request body accepted, in bytes; larger ones are answered 413 before "
+            "they are parsed."
+        ),
+    ).tag(config=True)
+
+    max_spec_bytes = Integer(
+        SpecLimits.max_spec_bytes,
+        help=(
+            "The largest spec accepted, in bytes (its text, or a spec object as JSON); larger "
+            "ones are answered 413 and nothing is built."
+        ),
+    ).tag(config=True)
+
+    max_spec_lines = Integer(
+        SpecLimits.max_spec_lines,
+        help="The most lines a spec's text may have; more: 413, nothing built.",
+    ).tag(config=True)
+
+    max_requirements = Integer(
+        SpecLimits.max_requirements,
+        help=(
+            "The most requirements a spec may list (pip, conda and apt packages together); "
+            "more: 413, nothing built."
+        ),
+    ).tag(config=True)
+
     @default("store_root")
     def _default_store_root(self) -> str:
         return str(default_root())
@@ -136,6 +166,13 @@ class JupyterEnvsApp(ExtensionApp):
         value = int(proposal["value"])
         if value < 1:
             raise TraitError(f"max_concurrent_builds must be at least 1, got {value}")
+        return value
+
+    @validate("max_request_bytes", "max_spec_bytes", "max_spec_lines", "max_requirements")
+    def _check_limits(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value < 1:
+            raise TraitError(f"{proposal['trait'].name} must be at least 1, got {value}")
         return value
 
     @validate("kernel_ready_timeout", "prepared_kernel_timeout")
@@ -176,6 +213,11 @@ class JupyterEnvsApp(ExtensionApp):
             settings = dataclasses.replace(settings, default_base_image=self.default_base_image)
         self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir), settings)
         self.listings = ListingCache(self.manager)
+        self.limits = SpecLimits(
+            max_spec_bytes=self.max_spec_bytes,
+            max_spec_lines=self.max_spec_lines,
+            max_requirements=self.max_requirements,
+        )
         self.queue = BuildQueue(
             self.manager, max_concurrent=self.max_concurrent_builds, log=self.log
         )

@@ -29,7 +29,9 @@ from ...errors import (
     EnvsError,
     KernelStartError,
     NotFoundError,
+    ReadOnlyStoreError,
     SpecError,
+    SpecTooLargeError,
 )
 from ._logstream import follow
 from ._payloads import environment_json, parse_create, version_json
@@ -48,10 +50,13 @@ API_PREFIX = "/jupyter-envs/api"
 
 # Most specific first: the first matching class decides the status.
 _STATUS: tuple[tuple[type[EnvsError], int], ...] = (
+    (SpecTooLargeError, 413),
     (SpecError, 400),
     (BackendUnavailableError, 400),
     (NotFoundError, 404),
     (ConflictError, 409),
+    # The server's store cannot be written: the request is fine, this server cannot do it.
+    (ReadOnlyStoreError, 503),
     (KernelStartError, 502),
 )
 
@@ -69,8 +74,6 @@ def _bad_request(message: str) -> web.HTTPError:
 #: The largest number a query argument or header may carry: SQLite's integers are 64-bit, and
 #: a larger one ended in an OverflowError (a 500) instead of a 400.
 MAX_INT_ARGUMENT = 2**63 - 1
-#: Request bodies are specs and small commands: anything larger is refused before parsing.
-MAX_BODY_BYTES = 2 * 1024 * 1024
 #: JSON nesting allowed in a body; a spec needs a handful of levels (a deeper body could exhaust
 #: the parser's recursion: a RecursionError, a 500).
 MAX_BODY_DEPTH = 32
@@ -179,14 +182,18 @@ class EnvsAPIHandler(APIHandler):
         self.finish(json.dumps(data))
 
     def json_body(self) -> object:
-        """The request body parsed as JSON (None when empty); 413 over
-        :data:`MAX_BODY_BYTES`, 400 when nested deeper than :data:`MAX_BODY_DEPTH`."""
+        """The request body parsed as JSON (None when empty); 413 over the server's
+        ``max_request_bytes``, 400 when nested deeper than :data:`MAX_BODY_DEPTH`."""
         body = self.request.body
         if not body:
             return None
-        if len(body) > MAX_BODY_BYTES:
+        limit = self.envs.max_request_bytes
+        if len(body) > limit:
             raise web.HTTPError(
-                413, "%s", f"the request body is over the limit of {MAX_BODY_BYTES} bytes"
+                413,
+                "%s",
+                f"the request body is over this server's limit of {limit} bytes "
+                "(its setting: max_request_bytes)",
             )
         if _nesting_depth(body) > MAX_BODY_DEPTH:
             raise _bad_request(f"the request body nests deeper than {MAX_BODY_DEPTH} levels")
@@ -263,7 +270,7 @@ class EnvironmentsHandler(EnvsAPIHandler):
         body = self.json_body()
         # Parsing may run builder detection and availability checks: keep them off the loop.
         request = await asyncio.to_thread(
-            parse_create, body, self.envs.manager, self.envs.default_backend
+            parse_create, body, self.envs.manager, self.envs.default_backend, self.envs.limits
         )
         job = self.envs.queue.submit(request.env, request.spec_hash, force=request.force)
         self.set_header("Location", url_path_join(self.base_url, API_PREFIX, "builds", job.id))

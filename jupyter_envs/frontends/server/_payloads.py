@@ -14,6 +14,7 @@ from ...engines.store import Latest, VersionRecord
 from ...errors import SpecError
 from ...facade.manager import EnvManager
 from ...spec._environment import Environment
+from ...spec._limits import SpecLimits
 
 __all__ = [
     "CreateRequest",
@@ -73,14 +74,19 @@ class CreateRequest:
 
 
 def parse_create(
-    body: object, manager: EnvManager, default_backend: str | None = None
+    body: object,
+    manager: EnvManager,
+    default_backend: str | None = None,
+    limits: SpecLimits | None = None,
 ) -> CreateRequest:
     """Validate a ``POST environments`` body and build its Environment.
 
-    Every problem raises :class:`SpecError` naming the field; a backend this server cannot run
-    raises :class:`BackendUnavailableError` now rather than in a build that would fail anyway.
-    Specs that name no backend get ``default_backend`` when one is configured.
+    Every problem raises :class:`SpecError` naming the field (:class:`SpecTooLargeError` over
+    ``limits``, checked before the text is parsed); a backend this server cannot run raises
+    :class:`BackendUnavailableError` now rather than in a build that would fail anyway. Specs
+    that name no backend get ``default_backend`` when one is configured.
     """
+    limits = limits or SpecLimits()
     if not isinstance(body, dict):
         raise SpecError("the request body must be a JSON object")
     unknown = sorted(set(body) - _CREATE_KEYS)
@@ -103,9 +109,12 @@ def parse_create(
     if text is not None:
         if not isinstance(text, str):
             raise SpecError("must be a string", field="text")
+        limits.check_text(text)
         env = Environment.from_text(name, text, fmt)
     else:
+        limits.check_object(spec)
         env = _from_spec(name, spec)
+    limits.check_environment(env)
     if default_backend and env.backend_named is None:
         env.backend = default_backend
     manager.builder_for(env)  # refuse now (400), not after queueing, when it cannot run here
