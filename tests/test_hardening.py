@@ -46,7 +46,7 @@ async def test_oversized_and_deeply_nested_bodies_are_refused_before_parsing(api
     big = json.dumps({"name": "big", "text": "x\n" * 1_500_000})
     code, error = await api.call("POST", "environments", body=big)
     assert code == 413
-    assert "over the limit" in error["message"]
+    assert "(its setting: max_request_bytes)" in error["message"]
     assert await api.call("GET", "environments") == (200, [])  # nothing registered
 
 
