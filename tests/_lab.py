@@ -65,9 +65,11 @@ class JupyterServer:
         *,
         labextension: bool = True,
         extra_args: tuple[str, ...] = (),
+        run_as: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.extra_args = extra_args
+        self.run_as = run_as
         self.root = root
         self.token = secrets.token_hex(16)
         self.port = _free_port()
@@ -103,6 +105,7 @@ class JupyterServer:
     def start(self, timeout: float = 90.0) -> None:
         """Start the server and wait until its API answers."""
         argv = [
+            *self.run_as,  # a command that runs the server with other rights (setpriv...)
             sys.executable,
             "-m",
             {"lab": "jupyterlab", "notebook": "notebook", "server": "jupyter_server"}[self.app],
@@ -197,10 +200,13 @@ def jupyter_server(
     *,
     labextension: bool = True,
     extra_args: tuple[str, ...] = (),
+    run_as: tuple[str, ...] = (),
 ) -> Iterator[JupyterServer]:
-    """A started server (``extra_args``: more command-line options); stopped, kernels included,
-    on exit."""
-    server = JupyterServer(app, root, home, labextension=labextension, extra_args=extra_args)
+    """A started server (``extra_args``: more command-line options; ``run_as``: a command
+    prefix, e.g. one that drops rights); stopped, kernels included, on exit."""
+    server = JupyterServer(
+        app, root, home, labextension=labextension, extra_args=extra_args, run_as=run_as
+    )
     try:
         server.start()
         yield server

@@ -7,6 +7,12 @@ Runs against the same real in-process server as ``test_rest.py``, whose fixtures
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,8 @@ from jupyter_envs.engines.store import Workspace
 from tests._catalogue import fill
 from tests._rest import *  # noqa: F403  (the server fixtures: api, link_env...)
 from tests._rest import Api, Fetch, exported, fake, on_loop
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 # -- hostile requests (issue #16, items 1-3) -----------------------------------------------------
@@ -223,3 +231,109 @@ def test_limits_are_settings_and_must_be_positive() -> None:
     for trait in ("max_request_bytes", "max_spec_bytes", "max_spec_lines", "max_requirements"):
         with pytest.raises(TraitError, match=f"{trait} must be at least 1"):
             JupyterEnvsApp(**{trait: 0})
+
+
+# -- a read-only store (item 7) -------------------------------------------------------------------
+def _unprivileged() -> tuple[str, ...]:
+    """A command prefix under which permission bits bind this process: none for a normal user;
+    for root (CI), setpriv dropping the capabilities that override them (root stays root, so it
+    can still read everything it owns)."""
+    if os.geteuid() != 0:
+        return ()
+    return ("setpriv", "--bounding-set", "-dac_override,-fowner", "--")
+
+
+def _call(server: Any, method: str, path: str, body: object = None) -> tuple[int, Any]:
+    request = urllib.request.Request(  # noqa: S310 - our own local server
+        server.base + "/jupyter-envs/api/" + path,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {server.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _read_only(path: Path) -> None:
+    for item in [path, *path.rglob("*")]:
+        item.chmod(item.stat().st_mode & ~0o222)
+
+
+def test_a_read_only_store_lists_and_shows_and_refuses_writes(tmp_path: Path) -> None:
+    from tests._lab import jupyter_server
+
+    home, root = tmp_path / "home", tmp_path / "root"
+    root.mkdir()
+    store = home / "data" / "jupyter_envs"
+    names = fill(Workspace(store, home / "data" / "kernels"), 3)
+    before = sorted(p.name for p in store.iterdir())
+    _read_only(store)
+    try:
+        with jupyter_server("server", root, home, run_as=_unprivileged()) as server:
+            code, listed = _call(server, "GET", "environments")
+            assert code == 200, listed
+            assert [e["name"] for e in listed] == names
+            code, shown = _call(server, "GET", f"environments/{names[1]}")
+            assert (code, shown["name"]) == (200, names[1])
+            code, versions = _call(server, "GET", f"environments/{names[0]}/versions")
+            assert (code, [v["version"] for v in versions]) == (200, [1, 2])
+
+            code, error = _call(server, "POST", "environments", fake("new"))
+            assert code == 503
+            assert error["reason"] == "ReadOnlyStoreError"
+            assert f"the store {store} is read-only (no write permission on" in error["message"]
+            code, error = _call(server, "DELETE", f"environments/{names[1]}")
+            assert (code, error["reason"]) == (503, "ReadOnlyStoreError")
+            assert _call(server, "GET", "builds") == (200, [])
+            assert [e["name"] for e in _call(server, "GET", "environments")[1]] == names
+            pid = server.proc.pid if server.proc else None
+            sockets = list(Path(tempfile.gettempdir()).glob(f"jupyter-envs-*/jupyter-envs-{pid}-*"))
+            sockets += list((home / "data" / "runtime").glob(f"jupyter-envs-{pid}-*.sock"))
+            assert sockets  # the API is served to container kernels too (reads work)
+        log = server.log_path.read_text()
+        warnings = [ln for ln in log.splitlines() if "JupyterEnvsApp]" in ln and "read-only" in ln]
+        assert len(warnings) == 1, warnings  # one clear message at start
+        assert str(store) in warnings[0]
+        assert "no write permission" in warnings[0]
+        assert "Traceback" not in log
+        assert not [s for s in sockets if s.exists()]  # nothing left behind
+    finally:
+        for item in [store, *store.rglob("*")]:
+            item.chmod(item.stat().st_mode | 0o200)
+    assert sorted(p.name for p in store.iterdir()) == before  # nothing was written
+
+
+def test_a_store_that_cannot_be_created_reads_as_empty(tmp_path: Path) -> None:
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    _read_only(parent)
+    code = (
+        "from jupyter_envs.engines.store import Workspace\n"
+        "from jupyter_envs.errors import ReadOnlyStoreError\n"
+        f"ws = Workspace({str(parent / 'store')!r}, {str(tmp_path / 'k')!r})\n"
+        "print(ws.read_only)\n"
+        "print(ws.names(), ws.page().items, ws.generation() is not None)\n"
+        "try:\n"
+        "    ws.require_writable()\n"
+        "except ReadOnlyStoreError as exc:\n"
+        "    print(exc)\n"
+    )
+    try:
+        done = subprocess.run(
+            [*_unprivileged(), sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+    finally:
+        parent.chmod(0o755)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"no write permission on {parent} for user ")
+    assert lines[1] == "[] [] True"
+    assert lines[2].startswith(f"the store {parent / 'store'} is read-only (no write permission")
+    assert not (parent / "store").exists()

@@ -12,11 +12,16 @@ Layout under the store root (default ``<jupyter data dir>/jupyter_envs``, or
 
 Only a successful build writes a ``ready`` version, in one transaction, after its artifact is in
 place; a failed or killed build never changes what is registered.
+
+A store this process cannot write (permissions, a read-only file system) opens read-only: it
+can be listed, shown and exported, and every write raises :class:`ReadOnlyStoreError` saying
+which path and why, before anything is touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -29,7 +34,7 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 
-from ..errors import NotFoundError, StoreError
+from ..errors import NotFoundError, ReadOnlyStoreError, StoreError
 from ..spec._validate import validate_name
 
 __all__ = [
@@ -190,6 +195,34 @@ STORE_VAR = "JUPYTER_ENVS_STORE"
 KERNELS_DIR_VAR = "JUPYTER_ENVS_KERNELS_DIR"
 
 
+#: errno values that mean "this process may not write here" (not "something is broken").
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def _is_read_only_failure(exc: BaseException | None) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and any(
+        words in str(exc) for words in ("readonly database", "unable to open database file")
+    )
+
+
+def _why_not_writable(path: Path, exc: OSError | None) -> str:
+    """Which path cannot be written and why, in words: "read-only file system at /x", or
+    "no write permission on /x for user alice (uid 1000)"."""
+    if exc is not None and exc.errno == errno.EROFS:
+        return f"read-only file system at {path}"
+    # The first of the path and its parents that exists and cannot be written is the one that
+    # refused (SQLite needs both the catalogue and its folder, for its -wal and -shm files).
+    while path != path.parent and not (path.exists() and not os.access(path, os.W_OK)):
+        path = path.parent
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        user = "?"
+    return f"no write permission on {path} for user {user} (uid {os.geteuid()})"
+
+
 def default_root() -> Path:
     """``$JUPYTER_ENVS_STORE``, else ``<jupyter data dir>/jupyter_envs``."""
     explicit = os.environ.get(STORE_VAR)
@@ -210,17 +243,36 @@ class Workspace:
     ) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.kernels_dir = Path(kernels_dir) if kernels_dir is not None else default_kernels_dir()
+        self._db_path = self.root / "catalog.sqlite"
+        #: Why this store cannot be written (None: it can); reads work either way.
+        self.read_only: str | None = None
         try:
             for sub in ("envs", "logs", "locks"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.executescript(_SCHEMA)
         except OSError as exc:
-            raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}") from None
-        self._db_path = self.root / "catalog.sqlite"
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+            if exc.errno not in _NOT_WRITABLE:
+                raise StoreError(
+                    f"cannot create the store at {self.root}: {exc.strerror}"
+                ) from None
+            self.read_only = _why_not_writable(Path(exc.filename or self.root), exc)
+        except StoreError as exc:
+            if not _is_read_only_failure(exc.__cause__):
+                raise
+            self.read_only = _why_not_writable(self._db_path, None)
 
     def __repr__(self) -> str:
-        return f"Workspace({str(self.root)!r})"
+        mode = ", read-only" if self.read_only else ""
+        return f"Workspace({str(self.root)!r}{mode})"
+
+    def require_writable(self) -> None:
+        """Raise :class:`ReadOnlyStoreError` (which path, why) unless this store can be written."""
+        if self.read_only is not None:
+            raise ReadOnlyStoreError(
+                f"the store {self.root} is read-only ({self.read_only}): environments can be "
+                "listed and shown, not built, registered or removed"
+            )
 
     @classmethod
     def default(cls) -> Workspace:
@@ -231,22 +283,45 @@ class Workspace:
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None)
+            db = self._open_read_only() if self.read_only else self._open()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the catalogue {self._db_path}: {exc}") from None
+            raise StoreError(f"cannot open the catalogue {self._db_path}: {exc}") from exc
         try:
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA foreign_keys = ON")
-            db.execute("PRAGMA journal_mode = WAL")
             yield db
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"the catalogue {self._db_path} is unusable: {exc}") from exc
         finally:
             db.close()
 
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._db_path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA journal_mode = WAL")
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self._db_path.exists():
+            # Nothing was ever stored here: an empty catalogue in memory answers every read.
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(_SCHEMA)
+            return db
+        uri = self._db_path.resolve().as_uri()
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            # A WAL catalogue needs its -shm file to be read; where that cannot be created
+            # either, read the file as it stands (commits still in a -wal file are not seen).
+            return sqlite3.connect(
+                f"{uri}?mode=ro&immutable=1", uri=True, timeout=30, isolation_level=None
+            )
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: everything inside commits together or not at all."""
+        self.require_writable()
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -298,11 +373,16 @@ class Workspace:
         more = query.limit is not None and len(rows) > query.limit
         return Page(items, items[-1].record.name if more else None)
 
-    def generation(self) -> int:
+    def generation(self) -> int | None:
         """A number that changes whenever an environment or version is added, changed or removed
-        (in any process): a listing made at one generation is valid until it changes."""
+        (in any process): a listing made at one generation is valid until it changes. None for
+        a catalogue of an older version opened read-only (no counter to read)."""
         with self._connect() as db:
-            return int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            try:
+                row = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+            except sqlite3.OperationalError:  # "no such table": not upgraded, and cannot be
+                return None
+        return None if row is None else int(row[0])
 
     def versions(self, name: str) -> list[VersionRecord]:
         """All versions of ``name``, oldest first (empty if unknown)."""
@@ -364,6 +444,7 @@ class Workspace:
     # -- writing -----------------------------------------------------------------------------
     def start_build(self, build_id: str, name: str, spec_hash: str) -> Path:
         """Record a running build and return its (new, empty) log file."""
+        self.require_writable()
         log = self.root / "logs" / name / f"{build_id}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.touch()
@@ -485,6 +566,7 @@ class Workspace:
     @contextlib.contextmanager
     def build_lock(self, name: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the per-name build lock (shared across processes through ``flock``)."""
+        self.require_writable()  # every build and removal takes this lock first
         path = self.root / "locks" / f"{validate_name(name)}.lock"
         with open(path, "a+") as handle:
             try:

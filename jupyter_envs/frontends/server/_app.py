@@ -195,11 +195,6 @@ class JupyterEnvsApp(ExtensionApp):
     def initialize_settings(self) -> None:
         """Open the store and create the build queue (called once, at server start)."""
         self.scoped_token = ScopedToken()
-        # The port is final only once the server listens, after extensions load: hand the link
-        # to kernels from the first turn of the event loop, before any kernel can start.
-        IOLoop.current().add_callback(self._export_link)
-        # Containers of kernels whose server died (killed hard) are removed at start.
-        IOLoop.current().add_callback(self._reap_orphans)
         self.unix_api: UnixSocketAPI | None = None  # set on the first loop turn
         self.prepared: PreparedKernels | None = None
         if self.prepare_kernels and self.serverapp is not None:
@@ -227,6 +222,20 @@ class JupyterEnvsApp(ExtensionApp):
             self.manager.ws.root,
             self.max_concurrent_builds,
         )
+        if self.manager.ws.read_only:
+            self.log.warning(
+                "jupyter-envs: the store %s is read-only (%s): environments can be listed and "
+                "shown; building and removing them are refused (503)",
+                self.manager.ws.root,
+                self.manager.ws.read_only,
+            )
+        # Only now that everything above worked (a store that cannot be opened at all stops
+        # the extension from loading): nothing half-started, no socket without an API.
+        # The port is final only once the server listens, after extensions load: hand the link
+        # to kernels from the first turn of the event loop, before any kernel can start.
+        IOLoop.current().add_callback(self._export_link)
+        # Containers of kernels whose server died (killed hard) are removed at start.
+        IOLoop.current().add_callback(self._reap_orphans)
 
     async def _reap_orphans(self) -> None:
         from ...engines.kernels.reaper import reap_orphans

@@ -170,8 +170,9 @@ class EnvsAPIHandler(APIHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """A user's mistake (bad spec, unknown name) is one log line, not a traceback."""
-        if isinstance(value, EnvsError) and status_for(value) < 500:
+        """A user's mistake (bad spec, unknown name) or a known condition of this server (a
+        read-only store, a kernel that would not start) is one log line, not a traceback."""
+        if isinstance(value, EnvsError) and status_for(value) != 500:
             self.log.info("jupyter-envs: %s %s: %s", self.request.method, self.request.path, value)
             return
         super().log_exception(typ, value, tb)
@@ -267,6 +268,7 @@ class EnvironmentsHandler(EnvsAPIHandler):
     @authorized
     async def post(self) -> None:
         """Validate the spec, queue its build (or join the identical running one); 202."""
+        self.envs.manager.ws.require_writable()  # 503 now, rather than a build that fails
         body = self.json_body()
         # Parsing may run builder detection and availability checks: keep them off the loop.
         request = await asyncio.to_thread(
