@@ -300,3 +300,28 @@ def test_curated_environments_build_by_name(workspace: Workspace) -> None:
     assert env.description
     with pytest.raises(NotFoundError, match="curated: "):
         EnvManager(workspace).build_named("no-such-env")
+
+
+def test_a_failed_first_build_leaves_no_folder_and_remove_cleans_leftovers(
+    workspace: Workspace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from jupyter_envs.frontends.cli import main
+
+    with pytest.raises(BuildError):
+        fake("never", "fail-build").build(ws=workspace)
+    assert not workspace.env_dir("never").exists()  # was an empty envs/never/ left behind
+    assert [b.status for b in workspace.builds("never")] == ["failed"]  # its log is kept
+    assert main(["logs", "never"]) == 0
+    assert "asked to fail" in capsys.readouterr().out
+
+    # What a build killed before it could clean up leaves: `remove` deletes it.
+    staging = workspace.env_dir("never") / ".staging-killed"
+    staging.mkdir(parents=True)
+    (staging / "half-written").write_text("x")
+    assert main(["remove", "never"]) == 0
+    out = capsys.readouterr().out
+    assert "Removed what failed builds of never left (it was never registered)." in out
+    assert not workspace.env_dir("never").exists()
+    assert not (workspace.root / "logs" / "never").exists()
+    assert main(["remove", "never"]) == 1  # nothing left: the usual "not registered"
+    assert "no environment named 'never'" in capsys.readouterr().err

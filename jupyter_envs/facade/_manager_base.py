@@ -54,8 +54,17 @@ class ManagerBase:
         return found
 
     def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
-        """Unregister ``name`` (or one version) and delete its kernelspecs and files."""
+        """Unregister ``name`` (or one version) and delete its kernelspecs and files.
+
+        A name that was never registered but has files (a failed first build killed before it
+        cleaned up, or one of an older version that left its folder) has them removed, and an
+        empty list is returned; a name with neither raises NotFoundError.
+        """
         with self.ws.build_lock(name):
+            if version is None and not self.ws.versions(name) and self._leftovers(name):
+                for path in self._leftovers(name):
+                    shutil.rmtree(path, ignore_errors=True)
+                return []
             removed = self.ws.delete(name, version)
             for record in removed:
                 if record.kernel_name:
@@ -66,6 +75,11 @@ class ManagerBase:
                 shutil.rmtree(self.ws.env_dir(name), ignore_errors=True)
                 shutil.rmtree(self.ws.root / "logs" / name, ignore_errors=True)
         return removed
+
+    def _leftovers(self, name: str) -> builtins.list[Path]:
+        """The folders an unregistered ``name`` still has in the store."""
+        candidates = (self.ws.env_dir(name), self.ws.root / "logs" / name)
+        return [path for path in candidates if path.is_dir()]
 
     def names(self) -> builtins.list[str]:
         """The names of every registered environment, sorted."""

@@ -8,6 +8,7 @@ that do not build in ``_manager_base.py``; this module re-exports the types.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import uuid
@@ -211,6 +212,7 @@ class EnvManager(ManagerBase):
                 )
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            self._drop_if_empty(env.name)
             self._fail(build_id, exc, log_path)
             if isinstance(exc, KeyboardInterrupt):
                 raise BuildCancelledError(
@@ -329,6 +331,7 @@ class EnvManager(ManagerBase):
             if not child.name.startswith(".") and processes_running_from(child):
                 continue  # replaced by a forced rebuild, but a kernel still runs from it
             shutil.rmtree(child, ignore_errors=True)
+        self._drop_if_empty(name)
         # A kernelspec written just before a kill, whose version never committed.
         registered = {v.kernel_name for v in versions}
         numbers = [v.version for v in versions]
@@ -336,6 +339,12 @@ class EnvManager(ManagerBase):
             candidate = kernel_name(name, number)
             if candidate not in registered:
                 remove_kernelspec(self.ws.kernels_dir, candidate)
+
+    def _drop_if_empty(self, name: str) -> None:
+        """A name never registered keeps no folder: the first build's failure leaves none."""
+        if not self.ws.versions(name):
+            with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+                self.ws.env_dir(name).rmdir()
 
     # -- registry ----------------------------------------------------------------------------
     def register(self, env: Environment) -> Environment:

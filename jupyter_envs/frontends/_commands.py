@@ -261,6 +261,9 @@ def cmd_create(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
 
 def cmd_remove(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     removed = mgr.remove(args.name, args.version)
+    if not removed:
+        out.say(f"Removed what failed builds of {args.name} left (it was never registered).")
+        return
     versions = ", ".join(f"v{r.version}" for r in removed)
     out.say(f"Removed {args.name} ({versions}) and its kernelspecs.")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Generator, Mapping, Sequence
 
@@ -16,6 +18,7 @@ from ...events import LogLine
 __all__ = ["CancelToken", "run_streaming"]
 
 TAIL_LINES = 25
+_MAX_SUMMARY = 2000
 
 
 class CancelToken:
@@ -36,6 +39,26 @@ class CancelToken:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until cancelled or ``timeout`` passes; True if cancelled."""
         return self._event.wait(timeout)
+
+
+# Run in the command's own process group: on TERM (ours, or the kernel's when we die), kill the
+# whole group, so that what the command started goes too.
+_GROUP_GUARD = 'trap "kill -KILL 0" TERM; "$@" & wait $!'
+
+
+def _dies_with_this_thread(cmd: Sequence[str]) -> list[str]:
+    """``cmd``, wrapped so that it and everything it starts die when this process does.
+
+    A build killed hard (SIGKILL, OOM) cannot clean up: its uv kept installing into the
+    abandoned staging folder for seconds. ``setpriv --pdeathsig`` asks the kernel to send TERM
+    when the thread that started the command dies (the build's thread waits for the command, so
+    only the death of the process ends it first); a small ``sh`` then kills the command's
+    process group. Where setpriv is missing (not Linux), the command runs as it is.
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv is None:
+        return list(cmd)
+    return [setpriv, "--pdeathsig", "TERM", "--", "/bin/sh", "-c", _GROUP_GUARD, "sh", *cmd]
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
@@ -75,7 +98,7 @@ def run_streaming(
     if cancel.wait(0):
         raise BuildCancelledError("cancelled before it started", env_name=env_name)
     proc = subprocess.Popen(
-        list(cmd),
+        _dies_with_this_thread(cmd),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -120,21 +143,36 @@ def run_streaming(
     if cancel.cancelled:
         raise BuildCancelledError(f"{what} was cancelled", env_name=env_name, command=cmd)
     if returncode != 0:
+        summary = summarize_failure(list(tail))
         raise BuildError(
-            summarize_failure(list(tail)) or f"{what} exited with status {returncode}",
+            summary or f"{what} exited with status {returncode}",
             env_name=env_name,
             command=cmd,
             returncode=returncode,
-            log_tail=list(tail),
+            # The explanation is the message: the tail shows what came before it, not it again.
+            log_tail=_before_summary(list(tail)) if summary else list(tail),
         )
     return collected
 
 
 def summarize_failure(lines: Sequence[str]) -> str:
-    """The resolver's own explanation (``error:``/``cause:`` lines), on one line."""
-    picked = [
-        ln.strip()
-        for ln in lines
-        if ln.strip().startswith(("error:", "cause:", "\u00d7", "\u2570\u2500\u25b6"))
-    ]
-    return " ".join(picked).removeprefix("error:").strip()[:800]
+    """The tool's own explanation, with its line breaks kept: from uv's first ``error:`` line
+    (or the cross of its fancy output) to the end: "No solution found...", then its ``cause:``
+    lines. Empty if there is none."""
+    start = next(
+        (i for i, ln in enumerate(lines) if ln.strip().startswith(("error:", "\u00d7"))), None
+    )
+    if start is None:
+        return ""
+    block = [ln.rstrip() for ln in lines[start:] if ln.strip()]
+    block[0] = block[0].strip().removeprefix("error:").strip()
+    text = "\n".join(block)
+    return text if len(text) <= _MAX_SUMMARY else text[: _MAX_SUMMARY - 1] + "\u2026"
+
+
+def _before_summary(lines: Sequence[str]) -> list[str]:
+    """The log lines before the explanation :func:`summarize_failure` took (no repeats)."""
+    for i, ln in enumerate(lines):
+        if ln.strip().startswith(("error:", "\u00d7")):
+            return list(lines[:i])
+    return list(lines)
