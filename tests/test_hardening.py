@@ -6,12 +6,15 @@ Runs against the same real in-process server as ``test_rest.py``, whose fixtures
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,7 @@ async def test_listing_pages_and_filters(jp_fetch: Fetch, api: Api, tmp_path: Pa
         "env-00035",
     ]
     assert await names_for(after="env-00117") == ["env-00118", "env-00119"]
+    assert len(await names_for(limit=str(2**63 - 1))) == 120  # found by the fuzz test: a 500
 
     # A change by another process (this Workspace) shows at the next request: no stale cache.
     ws.delete("env-00118")
@@ -337,3 +341,232 @@ def test_a_store_that_cannot_be_created_reads_as_empty(tmp_path: Path) -> None:
     assert lines[1] == "[] [] True"
     assert lines[2].startswith(f"the store {parent / 'store'} is read-only (no write permission")
     assert not (parent / "store").exists()
+
+
+# -- a fuzz test of every route --------------------------------------------------------------------
+# Values chosen to break parsers and validators: wrong types, boundaries of 64-bit integers and
+# floats, empty and huge strings, control characters, path tricks, format strings, deep-ish
+# nesting. Random picks from these (and random strings) fill every field of every route.
+_BOUNDARY: list[Any] = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    1,
+    2**31,
+    2**63 - 1,
+    2**63,
+    2**64,
+    -(2**63) - 1,
+    10**400,
+    0.5,
+    -0.0,
+    1e308,
+    "",
+    " ",
+    "0",
+    "-1",
+    "99999999999999999999999",
+    "1e5",
+    "0x10",
+    "²",
+    "NaN",
+    "a" * 5000,
+    "../../etc/passwd",
+    "/etc/passwd",
+    "a/b",
+    "nul\x00byte",
+    "\r\n",
+    "tab\t",
+    "%s%n%d",
+    "{0}",
+    "{{}}",
+    "<script>alert(1)</script>",
+    "💥",
+    "é",
+    "ﬁ",
+    "six==1.17.0",
+    "fail-build",
+    "-r /etc/passwd",
+    "--index-url http://attacker.example/",
+    "-e .",
+    "FROM scratch",
+    "dependencies:\n  - python=3.11",
+    "[]",
+    "{}",
+    [],
+    {},
+    [None],
+    [1, "a"],
+    ["six"],
+    {"a": 1},
+    {"": None},
+    [[[[["deep"]]]]],
+    {"pip": {"pip": {"pip": None}}},
+]
+_SPEC_KEYS = [
+    "name",
+    "description",
+    "python",
+    "pip",
+    "pip_options",
+    "docker",
+    "image",
+    "env_vars",
+    "secrets",
+    "resources",
+    "depends_on",
+    "interruptible",
+    "pod_template",
+    "backend",
+]
+_NESTED = {
+    "python": ["version", "conda_dependencies", "user_managed_dependencies", "interpreter_path"],
+    "docker": ["base_image", "apt_packages", "base_dockerfile", "enabled"],
+    "resources": ["cpu", "mem", "gpu", "ephemeral_storage"],
+}
+
+
+def _value(rng: Any) -> Any:
+    roll = rng.random()
+    if roll < 0.6:
+        return rng.choice(_BOUNDARY)
+    if roll < 0.8:
+        return "".join(chr(rng.randrange(1, 0x2FF)) for _ in range(rng.randrange(0, 40)))
+    if roll < 0.9:
+        return [_value(rng) for _ in range(rng.randrange(0, 4))]
+    return {str(_value(rng))[:20]: _value(rng) for _ in range(rng.randrange(0, 3))}
+
+
+def _spec(rng: Any) -> Any:
+    if rng.random() < 0.1:
+        return _value(rng)
+    spec: dict[str, Any] = {}
+    for key in rng.sample(_SPEC_KEYS, rng.randrange(0, 5)):
+        if key in _NESTED and rng.random() < 0.7:
+            keys = _NESTED[key]
+            spec[key] = {k: _value(rng) for k in rng.sample(keys, rng.randrange(0, len(keys)))}
+        else:
+            spec[key] = _value(rng)
+    # Never a real builder: a fuzz case valid enough to build must not start uv or Docker.
+    spec["backend"] = rng.choice(["fake", "fake", None, "nope", 7, ""])
+    if spec["backend"] is None:
+        del spec["backend"]
+    return spec
+
+
+def _create_body(rng: Any) -> Any:
+    roll = rng.random()
+    if roll < 0.1:
+        return _value(rng)
+    body: dict[str, Any] = {}
+    for key in ("name", "text", "format", "spec", "force"):
+        if rng.random() < 0.6:
+            body[key] = _spec(rng) if key == "spec" else _value(rng)
+    if rng.random() < 0.5:
+        body["name"] = rng.choice(["fuzz", "fuzz-2", "Fuzz", "f" * 64, "a.b", ".."])
+    if rng.random() < 0.1:
+        body[str(_value(rng))[:10]] = _value(rng)
+    return body
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _segment(rng: Any) -> str:
+    return urllib.parse.quote(_text(_value(rng))[:200] or "x", safe="")
+
+
+def _requests(rng: Any, build_ids: list[str]) -> Any:
+    """Endless (method, path segments, params, body, headers) for every route."""
+    while True:
+        name = rng.choice(["fuzz", "nosuch", _segment(rng)])
+        build = rng.choice([*build_ids, "nosuch", _segment(rng)]) if build_ids else "x"
+        params = {
+            key: _text(_value(rng))[:300]
+            for key in rng.sample(
+                ["prefix", "backend", "status", "limit", "after", "version", "offset", "name"],
+                rng.randrange(0, 4),
+            )
+        }
+        raw_body = rng.random() < 0.15
+        body: Any = (
+            rng.choice(["{", "NaN", "[1,]", "\x00", "{'a': 1}", "1e999", '"\\ud800"', "[" * 40])
+            if raw_body
+            else None
+        )
+        # A header value is visible latin-1 (anything else never reaches a handler: the client
+        # refuses to send it, or tornado answers 400 itself).
+        header = _text(_value(rng))[:100].encode("latin-1", "replace").decode("latin-1")
+        header = "".join(c for c in header if " " <= c < "\x7f" or c >= "\xa0")
+        headers = {"Last-Event-ID": header} if rng.random() < 0.2 else {}
+        route = rng.randrange(11)
+        if route == 0:
+            yield "GET", ("environments",), params, None, headers
+        elif route == 1:
+            yield "POST", ("environments",), params, body or _create_body(rng), headers
+        elif route == 2:
+            yield "GET", ("environments", name), params, None, headers
+        elif route == 3:
+            yield "DELETE", ("environments", name), params, None, headers
+        elif route == 4:
+            yield "GET", ("environments", name, "versions"), params, None, headers
+        elif route == 5:
+            yield "GET", ("builds",), params, None, headers
+        elif route == 6:
+            yield "GET", ("builds", build), params, None, headers
+        elif route == 7:
+            yield "POST", ("builds", build, "cancel"), params, body, headers
+        elif route == 8:
+            yield "GET", ("builds", build, "log"), params, None, headers
+        else:
+            switch = {
+                key: _value(rng)
+                for key in ("kernel_id", "kernel_name", "new_kernel_id")
+                if rng.random() < 0.7
+            }
+            path = ("switch",) if route == 9 else ("switch", "prepare")
+            yield "POST", path, params, body or switch, headers
+
+
+# Fixed seeds keep runs reproducible; JUPYTER_ENVS_FUZZ_SEED adds one (to explore).
+_SEEDS = [20261203, 7, 4242, *(int(s) for s in [os.environ.get("JUPYTER_ENVS_FUZZ_SEED")] if s)]
+
+
+@pytest.mark.parametrize("seed", _SEEDS)
+@on_loop
+async def test_fuzzing_every_route_never_gives_a_500_or_a_traceback(
+    jp_fetch: Fetch, api: Api, caplog: pytest.LogCaptureFixture, seed: int
+) -> None:
+    import logging
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    build_ids = [(await api.create(fake("fuzz")))["id"]]
+    await api.finished(build_ids[0])
+    caplog.set_level(logging.ERROR)
+    deadline = time.monotonic() + 60  # bounded in time as well as in count
+    count, statuses = 0, collections.Counter[int]()
+    for method, path, params, body, headers in _requests(rng, build_ids):
+        if count == 400 or time.monotonic() > deadline:
+            break
+        count += 1
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False, "headers": headers}
+        if method == "POST":
+            kwargs["body"] = body if isinstance(body, str) else json.dumps(body)
+        response = await jp_fetch("jupyter-envs", "api", *path, params=params, **kwargs)
+        text = response.body.decode(errors="replace")
+        case = f"seed {seed}, case {count}: {method} {'/'.join(path)} {params} {text[:300]}"
+        statuses[response.code] += 1
+        assert response.code < 500 or response.code in (502, 503), case
+        assert "Traceback" not in text, case
+        if response.code >= 400:
+            assert set(json.loads(text)) == {"message", "reason"}, case
+        elif method == "POST" and path == ("environments",):
+            build_ids.append(json.loads(text)["id"])
+    uncaught = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert uncaught == [], uncaught[:3]
+    assert count >= 100, f"only {count} requests in the time allowed"
+    assert len(statuses) >= 4, statuses  # the cases reached past the first check of each route

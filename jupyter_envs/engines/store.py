@@ -360,7 +360,8 @@ class Workspace:
             "backend": query.backend,
             "status": query.status,
             # One more than asked for tells whether there is a next page; -1 is SQLite's "all".
-            "limit": -1 if query.limit is None else query.limit + 1,
+            # (Capped: 2**63 - 1 plus one overflowed SQLite's integers.)
+            "limit": -1 if query.limit is None else min(query.limit, 2**62) + 1,
         }
         with self._connect() as db:
             rows = db.execute(_LATEST, params).fetchall()
