@@ -852,6 +852,8 @@ def test_fake_build_of_text_specs_round_trips_through_the_registry(workspace: Wo
         ("pip", [1]),
         ("pip", 5),
         ("pip_options", {"--index-url": "https://x"}),
+        ("depends_on", {"base": 1}),
+        ("depends_on", ["base", 3]),
     ],
 )
 def test_wrong_types_are_refused_not_coerced(field: str, value: Any) -> None:

@@ -4,7 +4,7 @@ table ``clone_with`` applies changes with."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from packaging.requirements import Requirement
@@ -51,6 +51,11 @@ def as_dependencies(value: Iterable[Environment | str] | Environment | str) -> l
     # A lone name is one dependency: iterating "base" would depend on "b", "a", "s" and "e".
     if isinstance(value, str) or not isinstance(value, Iterable):
         return [value]  # a name, or one Environment (not iterable)
+    if isinstance(value, Mapping):  # would be read as its keys
+        raise SpecError(
+            f"must be a list of environments or names, not {type(value).__name__}",
+            field="depends_on",
+        )
     return list(value)
 
 
