@@ -30,7 +30,10 @@ def export_text(record: VersionRecord, fmt: str) -> str:
             )
         return record.lock
     if fmt == "requirements":
-        return "\n".join([*env.pip_options, *env.all_pip_requirements()]) + "\n"
+        # Constraints have no place in one requirements file: listed as comments, to see them.
+        constraints = [f"# constraint: {c}" for c in env.pip_constraints]
+        lines = [*env.all_pip_options(), *constraints, *env.all_pip_requirements()]
+        return "\n".join(lines) + "\n"
     if fmt == "conda":
         conda = env.python.conda_dependencies or CondaDependencies.create(
             pip_packages=env.all_pip_requirements(), python_version=env.effective_python()

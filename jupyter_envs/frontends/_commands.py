@@ -252,7 +252,13 @@ def cmd_build(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
 
 def cmd_create(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     path = Path(args.file)
-    env = Environment.from_text(args.name, read_spec_file(path, "file"), format=args.format)
+    env = Environment.from_text(
+        args.name,
+        read_spec_file(path, "file"),
+        format=args.format,
+        base_dir=path.parent,  # -r, -c, -e and local paths are the file's neighbours
+        source=str(path),
+    )
     if args.python:
         env.python.version = args.python
     out.say(f"Read {path} as {env.detected_format}.")

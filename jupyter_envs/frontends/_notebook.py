@@ -10,6 +10,7 @@ import argparse
 import html
 import shlex
 import time
+from pathlib import Path
 
 from IPython.display import DisplayHandle, display
 
@@ -17,6 +18,7 @@ from ..clients.envs import connect
 from ..errors import SpecError, UsageError
 from ..events import Event, LogLine, Progress
 from ..spec._environment import Environment
+from ..spec._text import other_formats_hint
 from ..spec._validate import validate_env_vars
 from ._commands import RaisingParser, make_parser, run_command
 from .activation import SwitchTarget, parse_reference, switch_notebook, target_for
@@ -106,7 +108,9 @@ def env_cell(line: str, cell: str) -> None:
         args = _env_parser().parse_args(shlex.split(line))
     except (UsageError, ValueError) as exc:
         raise SpecError(str(exc), field="%%env arguments") from None
-    env = Environment.from_text(args.name, cell, format=args.format)
+    # Files the cell names (-r, -c, -e, local paths) are the notebook's: a kernel runs in the
+    # notebook's folder.
+    env = Environment.from_text(args.name, cell, format=args.format, base_dir=Path.cwd())
     if args.python:
         env.python.version = args.python
     if args.backend:
@@ -115,9 +119,15 @@ def env_cell(line: str, cell: str) -> None:
         env.env_vars = {**env.env_vars, **_parse_env_pairs(args.env)}
     out = NotebookOutput()
     if not args.format and env.detected_format:
-        print(f"Reading the cell as {env.detected_format}.")
+        hint = other_formats_hint(env.detected_format)
+        print(f"Reading the cell as {env.detected_format} (to read it otherwise: {hint}).")
     result = connect().build(env, force=args.force, on_event=out.event)
     print(result.summary())
+    if env.local_paths():
+        print(
+            "It installs from this machine's files (rebuild with --force after changing them; "
+            f"another machine needs them too): {', '.join(env.local_paths())}"
+        )
     if not args.no_activate:
         switch_notebook(
             SwitchTarget(

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
-from ._requirements import check_conflicts, parse_requirement
+from ._requirements import parse_pip_options, parse_requirement, parse_requirement_lines
 from ._validate import validate_env_vars, validate_python_version
 
 __all__ = ["CondaDependencies"]
@@ -115,6 +115,7 @@ class CondaDependencies:
         self._channels: list[str] = []
         self._conda: list[str] = []
         self._pip: list[str] = []
+        self._pip_options: list[str] = []
         self._variables: dict[str, str] = {}
         if conda_dependencies_file_path is not None:
             path = Path(conda_dependencies_file_path)
@@ -122,7 +123,7 @@ class CondaDependencies:
                 text = path.read_text()
             except OSError as exc:
                 raise SpecError(f"cannot read {path}: {exc.strerror}", field="conda") from None
-            self._load(text, source=str(path))
+            self._load(text, source=str(path), base_dir=path.parent)
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
@@ -146,13 +147,19 @@ class CondaDependencies:
         return cd
 
     @classmethod
-    def from_string(cls, text: str, *, source: str | None = None) -> CondaDependencies:
-        """Parse environment.yml content; errors name the line at fault."""
+    def from_string(
+        cls, text: str, *, source: str | None = None, base_dir: Path | None = None
+    ) -> CondaDependencies:
+        """Parse environment.yml content; errors name the line at fault. Files its ``pip:``
+        section names (``-r``, ``-e``...) are read relative to ``base_dir``."""
         cd = cls()
-        cd._load(text, source=source)
+        cd._load(text, source=source, base_dir=base_dir)
         return cd
 
-    def _load(self, text: str, *, source: str | None) -> None:
+    def _load(self, text: str, *, source: str | None, base_dir: Path | None = None) -> None:
+        # YAML forbids tabs in indentation, but files indented with them are common (and the
+        # intent is plain): a leading tab counts as two spaces, so line numbers stay right.
+        text = re.sub(r"^[ \t]+", lambda m: m.group(0).replace("\t", "  "), text, flags=re.M)
         try:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  # a SafeLoader subclass
         except yaml.YAMLError as exc:
@@ -205,17 +212,35 @@ class CondaDependencies:
                         source=source,
                     )
                 pip_seen = True
-                pip_raw: list[str] = []
-                pip_lines: list[int | None] = []
-                for pkg in self._as_list(item["pip"], "pip", text, source):
-                    line = _line_of(text, str(pkg))
-                    pip_raw.append(parse_requirement(str(pkg), line=line, source=source))
-                    pip_lines.append(line)
-                # Check before adding: adding replaces an earlier spec of the same project, which
-                # used to hide "six==1.16" + "six==1.17" (the last one silently won).
-                check_conflicts(pip_raw, source=source, lines=pip_lines)
-                for norm in pip_raw:
+                entries = self._as_list(item["pip"], "pip", text, source)
+                for pkg in entries:
+                    if not isinstance(pkg, str):
+                        raise SpecError(
+                            f"a pip entry must be a string, got {pkg!r}",
+                            field="pip",
+                            line=_line_of(text, str(pkg)),
+                            source=source,
+                        )
+                # The requirements.txt reader, so a line means the same in both places (URLs,
+                # hashes, -r, -e, options); it also refuses conflicting pins, before adding
+                # (which replaces an earlier spec of the same project) could hide them.
+                parsed = parse_requirement_lines(
+                    [(_line_of(text, pkg), pkg) for pkg in entries],
+                    source=source,
+                    base_dir=base_dir,
+                )
+                if parsed.constraints:
+                    raise SpecError(
+                        "constraints files (-c) are not supported in an environment.yml's pip "
+                        "section; pin the versions there instead",
+                        field="pip",
+                        source=source,
+                    )
+                for norm in parsed.requirements:
                     self._add_pip(norm)
+                for option in parsed.options:
+                    if option not in self._pip_options:
+                        self._pip_options.append(option)
                 continue
             if not isinstance(item, str):
                 raise SpecError(
@@ -306,6 +331,13 @@ class CondaDependencies:
         name = _package_name(norm)
         self._pip = [p for p in self._pip if _package_name(p) != name] + [norm]
 
+    def set_pip_option(self, pip_option: str) -> None:
+        """Add an installer option to the ``pip:`` section (``--extra-index-url URL``,
+        ``--pre``...), as AzureML's ``set_pip_option``."""
+        for option in parse_pip_options([pip_option]):
+            if option not in self._pip_options:
+                self._pip_options.append(option)
+
     def remove_pip_package(self, pip_package: str) -> None:
         """Remove the pip requirement of that project."""
         name = _package_name(parse_requirement(pip_package))
@@ -344,6 +376,11 @@ class CondaDependencies:
         return tuple(self._pip)
 
     @property
+    def pip_options(self) -> tuple[str, ...]:
+        """Installer options of the ``pip:`` section, in the order given."""
+        return tuple(self._pip_options)
+
+    @property
     def variables(self) -> dict[str, str]:
         """A copy of the ``variables`` section."""
         return dict(self._variables)
@@ -358,10 +395,10 @@ class CondaDependencies:
     def to_dict(self) -> dict[str, Any]:
         """The env.yml structure as plain data."""
         deps: list[Any] = list(self._conda)
-        if self._pip:
+        if self._pip or self._pip_options:
             if not any(_package_name(c) == "pip" for c in self._conda):
                 deps.append("pip")
-            deps.append({"pip": list(self._pip)})
+            deps.append({"pip": [*self._pip_options, *self._pip]})
         data: dict[str, Any] = {"name": self.name, "channels": list(self._channels)}
         data["dependencies"] = deps
         if self._variables:

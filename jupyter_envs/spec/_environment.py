@@ -31,6 +31,7 @@ from ._requirements import (
     parse_pip_options,
     parse_requirement,
     parse_requirements_text,
+    requirement_of,
 )
 from ._sections import DockerSection, PythonSection, Resources
 from ._validate import (
@@ -74,6 +75,7 @@ class Environment(WithActions):
         python: str | None = None,
         pip: Iterable[str] = (),
         pip_options: Iterable[str] = (),
+        pip_constraints: Iterable[str] = (),
         conda_dependencies: CondaDependencies | None = None,
         base_image: str | None = None,
         apt_packages: Iterable[str] = (),
@@ -98,6 +100,8 @@ class Environment(WithActions):
         self.pip_requirements = pip
         self._pip_options: tuple[str, ...] = ()
         self.pip_options = pip_options
+        self._pip_constraints: tuple[str, ...] = ()
+        self.pip_constraints = pip_constraints
         self._image: str | None = None
         self.image = image
         self._env_vars = validate_env_vars(env_vars)
@@ -141,7 +145,9 @@ class Environment(WithActions):
 
     @property
     def pip_options(self) -> tuple[str, ...]:
-        """pip index options (``--index-url …``, ``--extra-index-url …``, ``--find-links …``)."""
+        """Options for the installer: index options (``--index-url …``, ``--extra-index-url …``,
+        ``--find-links …``), ``--pre``, ``--no-binary …``, ``--only-binary …``,
+        ``--prefer-binary``, ``--no-index``, ``--require-hashes``, ``-e /abs/folder``."""
         return self._pip_options
 
     @pip_options.setter
@@ -149,6 +155,32 @@ class Environment(WithActions):
         # Validated like options in requirements text: they are written verbatim into the
         # installer's requirements file, so "-e ." or arbitrary text must not slip in here.
         self._pip_options = parse_pip_options(value)
+
+    @property
+    def pip_constraints(self) -> tuple[str, ...]:
+        """Constraints (``-c`` files' content): versions to use *if* a project is installed."""
+        return self._pip_constraints
+
+    @pip_constraints.setter
+    def pip_constraints(self, value: Iterable[str]) -> None:
+        items = as_string_list(value, "pip_constraints")
+        self._pip_constraints = tuple(parse_requirement(r) for r in items)
+
+    def all_pip_options(self) -> tuple[str, ...]:
+        """The spec's installer options and those of its conda ``pip:`` section, deduplicated."""
+        conda = self.python.conda_dependencies
+        extra = conda.pip_options if conda else ()
+        return (*self._pip_options, *(o for o in extra if o not in self._pip_options))
+
+    def local_paths(self) -> tuple[str, ...]:
+        """Folders and files of this machine the environment is built from (``-e`` folders,
+        ``file:`` requirements): it depends on them, and they are not in the spec."""
+        paths = [o.split(" ", 1)[1] for o in self.all_pip_options() if o.startswith("-e ")]
+        for req in self.all_pip_requirements():
+            url = requirement_of(req).url
+            if url and url.startswith("file:"):
+                paths.append(url)
+        return tuple(paths)
 
     @property
     def image(self) -> str | None:
@@ -205,16 +237,14 @@ class Environment(WithActions):
         """Read a requirements.txt file (``-r`` includes are followed)."""
         path = Path(file_path)
         text = read_spec_file(path, "file_path")
-        parsed = parse_requirements_text(text, source=str(path), base_dir=path.parent)
-        env = cls(name, pip=parsed.requirements, pip_options=parsed.options)
-        env.detected_format = _text.REQUIREMENTS
-        return env
+        return cls.from_text(name, text, _text.REQUIREMENTS, base_dir=path.parent, source=str(path))
 
     @classmethod
     def from_conda_specification(cls, name: str, file_path: str | Path) -> Environment:
         """Read a conda environment.yml file."""
         path = Path(file_path)
-        return cls._from_conda_text(name, read_spec_file(path, "file_path"), source=str(path))
+        text = read_spec_file(path, "file_path")
+        return cls._from_conda_text(name, text, source=str(path), base_dir=path.parent)
 
     #: AzureML spells it both ways.
     from_conda_specifications = from_conda_specification
@@ -235,28 +265,47 @@ class Environment(WithActions):
         return env
 
     @classmethod
-    def from_text(cls, name: str, text: str, format: str | None = None) -> Environment:
+    def from_text(
+        cls,
+        name: str,
+        text: str,
+        format: str | None = None,
+        *,
+        base_dir: str | Path | None = None,
+        source: str | None = None,
+    ) -> Environment:
         """Build from requirements.txt, environment.yml or Dockerfile *text*.
 
         ``format`` forces one; otherwise it is detected and recorded in :attr:`detected_format`.
+        Files the text names (``-r``, ``-c``, ``-e``, local paths) are read relative to
+        ``base_dir`` (``%%env`` passes the notebook's folder); ``source`` names the text in
+        errors.
         """
+        folder = Path(base_dir) if base_dir is not None else None
         fmt = _text.normalize_format(format) if format else _text.detect_format(text)
         if fmt == _text.DOCKERFILE:
             env = cls.from_dockerfile(name, text if "\n" in text else text + "\n")
         elif fmt == _text.CONDA:
-            env = cls._from_conda_text(name, text, source=None)
+            env = cls._from_conda_text(name, text, source=source, base_dir=folder)
         else:
-            parsed = parse_requirements_text(text)
-            if not parsed.requirements:
-                raise SpecError("the spec lists no requirements", field="pip")
-            env = cls(name, pip=parsed.requirements, pip_options=parsed.options)
+            parsed = parse_requirements_text(text, source=source, base_dir=folder)
+            if not parsed.requirements and not any(o.startswith("-e ") for o in parsed.options):
+                raise SpecError("the spec lists no requirements", field="pip", source=source)
+            env = cls(
+                name,
+                pip=parsed.requirements,
+                pip_options=parsed.options,
+                pip_constraints=parsed.constraints,
+            )
         env.detected_format = fmt
         return env
 
     @classmethod
-    def _from_conda_text(cls, name: str, text: str, *, source: str | None) -> Environment:
-        conda = CondaDependencies.from_string(text, source=source)
-        if not conda.conda_packages and not conda.pip_packages:
+    def _from_conda_text(
+        cls, name: str, text: str, *, source: str | None, base_dir: Path | None = None
+    ) -> Environment:
+        conda = CondaDependencies.from_string(text, source=source, base_dir=base_dir)
+        if not conda.conda_packages and not conda.pip_packages and not conda.pip_options:
             raise SpecError(
                 "the environment file lists no dependencies", field="conda", source=source
             )
@@ -291,6 +340,7 @@ class Environment(WithActions):
             "python": self.python.to_dict(),
             "pip": list(self._pip),
             "pip_options": list(self.pip_options),
+            "pip_constraints": list(self.pip_constraints),
             "docker": self.docker.to_dict(),
             "image": self.image,
             "env_vars": dict(self._env_vars),
@@ -330,6 +380,7 @@ class Environment(WithActions):
             python=py.get("version"),
             pip=data.get("pip", ()),
             pip_options=data.get("pip_options", ()),
+            pip_constraints=data.get("pip_constraints", ()),
             conda_dependencies=conda,
             base_image=docker.get("base_image"),
             apt_packages=docker.get("apt_packages", ()),
@@ -353,9 +404,14 @@ class Environment(WithActions):
         target.mkdir(parents=True, exist_ok=True)
         written = [target / "environment.json"]
         written[0].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        if self.pip_constraints:
+            path = target / "constraints.txt"
+            path.write_text("\n".join(self.pip_constraints) + "\n")
+            written.append(path)
         if self._pip or self.pip_options:
             path = target / "requirements.txt"
-            path.write_text("\n".join([*self.pip_options, *self._pip]) + "\n")
+            constraints = ["-c constraints.txt"] if self.pip_constraints else []
+            path.write_text("\n".join([*self.pip_options, *constraints, *self._pip]) + "\n")
             written.append(path)
         if self.python.conda_dependencies is not None:
             written.append(self.python.conda_dependencies.save(target / "environment.yml"))
@@ -393,10 +449,12 @@ class Environment(WithActions):
             "backend": self.backend,
             "python": self.effective_python() or "",
             "pip": sorted(self.all_pip_requirements()),
-            "pip_options": list(self.pip_options),
+            "pip_options": list(self.all_pip_options()),
             "env_vars": dict(sorted(self._env_vars.items())),
             "secrets": sorted(self.secrets),
         }
+        if self.pip_constraints:  # only when there are some: older specs keep their hashes
+            data["pip_constraints"] = sorted(self.pip_constraints)
         if conda is not None and conda.needs_conda():
             # A bare "pip" is implied by pip packages: to_dict() writes it, so it reads back as a
             # conda package. Counting it changed the hash of such a spec after a round trip

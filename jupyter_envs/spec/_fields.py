@@ -7,10 +7,10 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ..errors import SpecError
+from ._requirements import requirement_of
 from ._sections import Resources
 from ._validate import validate_secret_names
 
@@ -60,7 +60,7 @@ def as_dependencies(value: Iterable[Environment | str] | Environment | str) -> l
 
 
 def req_key(req: str) -> str:
-    parsed = Requirement(req)
+    parsed = requirement_of(req)
     return f"{canonicalize_name(parsed.name)};{parsed.marker}"
 
 

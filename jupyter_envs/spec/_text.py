@@ -38,6 +38,12 @@ _DOCKER_OTHER = re.compile(
 _CONDA_KEYS = {"dependencies", "channels", "variables"}
 
 
+def other_formats_hint(chosen: str) -> str:
+    """How to read text as another format than ``chosen`` (for the note a front-end prints)."""
+    others = {REQUIREMENTS: "requirements", CONDA: "conda", DOCKERFILE: "dockerfile"}
+    return " or ".join(f"--format {word}" for fmt, word in others.items() if fmt != chosen)
+
+
 def normalize_format(value: str) -> str:
     """Map user spellings (``pip``, ``conda``, ``docker``…) to one of :data:`FORMATS`."""
     try:
@@ -52,13 +58,21 @@ def normalize_format(value: str) -> str:
 def detect_format(text: str) -> str:
     """Guess the format of spec text.
 
-    A first instruction of ``FROM``/``ARG`` (or another Dockerfile instruction) means a
-    Dockerfile; a YAML mapping with ``dependencies``/``channels``/``variables``, or a YAML list,
-    means environment.yml; anything else is read as requirements.txt (whose own parser then
-    reports any bad line).
+    Comment lines are skipped. A first instruction of ``FROM``/``ARG`` (or another Dockerfile
+    instruction) means a Dockerfile; a YAML document start (``---``) or directive, a YAML
+    mapping with ``dependencies``/``channels``/``variables``/``name``, or a YAML list, means
+    environment.yml; anything else is read as requirements.txt (whose own parser then reports
+    any bad line).
     """
     lines = [ln.strip() for ln in text.splitlines()]
-    first = next((ln for ln in lines if ln and not ln.startswith("#")), "")
+    meaningful = [ln for ln in lines if ln and not ln.startswith("#")]
+    # A YAML document start ("---", after a comment block or not) or directive ("%YAML 1.2")
+    # says YAML: an environment file, whatever follows.
+    if meaningful and (
+        meaningful[0] in ("---", "...") or meaningful[0].startswith(("%YAML", "%TAG", "--- "))
+    ):
+        return CONDA
+    first = meaningful[0] if meaningful else ""
     if not first:
         # field="text": every SpecError names what is at fault; here it is the text as a whole.
         raise SpecError(

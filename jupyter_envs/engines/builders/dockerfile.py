@@ -134,6 +134,34 @@ def render_dockerfile(env: Environment, *, environ: dict[str, str] | None = None
     return _render(env, settings)
 
 
+_IMAGE_OPTIONS = ("--index-url", "--extra-index-url", "--find-links")
+
+
+def _refuse_what_an_image_cannot_take(env: Environment) -> None:
+    """What a requirements text may hold but an image build does not honour yet: refused by
+    name rather than dropped (a dropped --hash would install unverified packages)."""
+    problems = []
+    local = env.local_paths()
+    if local:
+        problems.append(f"local paths of this machine ({', '.join(local)})")
+    hashed = [r.split(" ", 1)[0] for r in env.all_pip_requirements() if " --hash=" in r]
+    if hashed:
+        problems.append(f"hash-checked requirements ({', '.join(hashed[:3])}...)")
+    if env.pip_constraints:
+        problems.append("constraints (-c)")
+    other = [o for o in env.all_pip_options() if o.split(" ", 1)[0] not in (*_IMAGE_OPTIONS, "-e")]
+    if other:
+        problems.append(f"the installer options {', '.join(other)}")
+    if problems:
+        raise BuildError(
+            "a Docker environment cannot use "
+            + "; ".join(problems)
+            + " yet: build it with the uv builder (no image), or put those steps in the "
+            "Dockerfile (docker.base_dockerfile)",
+            env_name=env.name,
+        )
+
+
 def _render(env: Environment, settings: IndexSettings) -> str:
     conda = env.python.conda_dependencies
     if conda is not None and conda.needs_conda():
@@ -142,6 +170,7 @@ def _render(env: Environment, settings: IndexSettings) -> str:
             "or install conda packages in the Dockerfile (docker.base_dockerfile)",
             env_name=env.name,
         )
+    _refuse_what_an_image_cannot_take(env)
     user_managed = env.python.user_managed_dependencies
     requirements = sorted(env.all_pip_requirements())
     if user_managed and requirements:

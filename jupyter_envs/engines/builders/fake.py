@@ -19,10 +19,9 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from packaging.requirements import Requirement
-
 from ...errors import BuildCancelledError, BuildError
 from ...events import Event, LogLine, Progress
+from ...spec._requirements import requirement_of
 from ..kernels.runtimes import KernelTarget
 from .base import Builder, BuildOutput, BuildRequest
 
@@ -56,7 +55,7 @@ class FakeBuilder(Builder):
                 raise BuildCancelledError("cancelled", env_name=env.name)
         lock_lines: list[str] = []
         for text in env.all_pip_requirements():
-            req = Requirement(text)
+            req = requirement_of(text)
             yield LogLine(f" + {req.name}")
             if req.name == "fail-build":
                 raise BuildError(

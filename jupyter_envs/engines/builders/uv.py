@@ -155,27 +155,36 @@ class UvBuilder(Builder):
             what="uv venv",
             env_name=env.name,
         )
-        reqs_file = prefix / "jupyter-envs-requirements.txt"
-        reqs_file.write_text(
-            "\n".join([*env.pip_options, *env.all_pip_requirements(), *KERNEL_SIDE_REQUIREMENTS])
-            + "\n"
-        )
+        options = list(env.all_pip_options())
+        if env.pip_constraints:
+            constraints = prefix / "jupyter-envs-constraints.txt"
+            constraints.write_text("\n".join(env.pip_constraints) + "\n")
+            options.append(f"-c {constraints}")
+        # --require-hashes wants a hash on every requirement, which the kernel's own (ipykernel)
+        # have not: they are installed in a second step then, beside what was verified.
+        kernel_apart = "--require-hashes" in options
+        lists = [[*options, *env.all_pip_requirements()], list(KERNEL_SIDE_REQUIREMENTS)]
+        if not kernel_apart:
+            lists = [lists[0] + lists[1]]
         yield Progress("install", 0.1, "resolving and installing packages")
         python = str(prefix / "bin" / "python")
         # Once per store, and beside the install: what a kernel imports at start.
         measuring = bytecode.start_measuring(request.cache_dir / "bytecode")
         try:
-            for event in run_streaming(
-                [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
-                env=uv_env,
-                cancel=request.cancel,
-                what="uv pip install",
-                env_name=env.name,
-            ):
-                yield event
-                for pattern, fraction, label in _UV_STEPS:
-                    if pattern.match(event.text.strip()):
-                        yield Progress("install", fraction, label)
+            for index, lines in enumerate(lists):
+                reqs_file = prefix / f"jupyter-envs-requirements{'-kernel' if index else ''}.txt"
+                reqs_file.write_text("\n".join(lines) + "\n")
+                for event in run_streaming(
+                    [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
+                    env=uv_env,
+                    cancel=request.cancel,
+                    what="uv pip install",
+                    env_name=env.name,
+                ):
+                    yield event
+                    for pattern, fraction, label in _UV_STEPS:
+                        if pattern.match(event.text.strip()):
+                            yield Progress("install", fraction, label)
             site = python_site_packages(prefix, interp)
             (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
             yield from self._kernel_bytecode(request, python, site, interp.version, measuring)
