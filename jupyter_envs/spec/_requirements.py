@@ -146,8 +146,10 @@ def _name_from_url(url: str, *, line: int | None, source: str | None) -> tuple[s
         elif last.endswith(_ARCHIVES):
             stem = re.sub(r"(\.tar\.gz|\.zip|\.tar\.bz2|\.tgz)$", "", last)
             name = stem.rsplit("-", 1)[0]
-        else:
+        elif url.lower().startswith(_VCS_SCHEMES):
             name = last.removesuffix(".git")
+        else:
+            name = ""  # a download link that names no file: nothing to go by
     if not _PROJECT.fullmatch(name):
         raise SpecError(
             f"cannot tell which project {url!r} installs: write it as 'NAME @ {url}' "

@@ -174,9 +174,19 @@ class UvBuilder(Builder):
             for index, lines in enumerate(lists):
                 reqs_file = prefix / f"jupyter-envs-requirements{'-kernel' if index else ''}.txt"
                 reqs_file.write_text("\n".join(lines) + "\n")
+                step_env = uv_env
+                if kernel_apart and index == 0 and "UV_CONSTRAINT" in uv_env:
+                    # In --require-hashes mode uv wants every constraint pinned with ==; the
+                    # host's (pip.conf "constraint") rarely are, and an exact hashed list needs
+                    # none.
+                    step_env = {k: v for k, v in uv_env.items() if k != "UV_CONSTRAINT"}
+                    yield LogLine(
+                        "--require-hashes: the host's pip constraint file is not applied to the "
+                        "hash-checked requirements"
+                    )
                 for event in run_streaming(
                     [uv, "pip", "install", "--python", python, "-r", str(reqs_file)],
-                    env=uv_env,
+                    env=step_env,
                     cancel=request.cancel,
                     what="uv pip install",
                     env_name=env.name,
