@@ -279,3 +279,71 @@ def test_real_builds_of_hashes_constraints_and_an_editable(
     value, six_version, where = done.stdout.split()
     assert (value, where) == ("42", str(pkg / "src" / "mypkg" / "__init__.py"))  # editable
     assert six_version.startswith("1.16")  # the constraint held
+
+
+# -- BuildKit-only Dockerfiles --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("step", "feature"),
+    [
+        ("RUN --mount=type=cache,target=/root/.cache pip install numpy", "RUN --mount"),
+        ("RUN --network=none make", "RUN --network"),
+        ("COPY --link . /app", "COPY --link"),
+        ("COPY --chown=1000 --chmod=755 run.sh /", "COPY --chmod"),
+        ("ADD --checksum=sha256:abc https://x.example/a.tgz /", "ADD --checksum"),
+        ("RUN <<EOF\napt-get update\nEOF", "a heredoc"),
+        ("COPY <<-'EOT' /etc/app.conf\nkey=1\nEOT", "a heredoc"),
+    ],
+)
+def test_buildkit_only_steps_are_refused_naming_the_line(step: str, feature: str) -> None:
+    text = f"# syntax=docker/dockerfile:1\nFROM python:3.12-slim\n\n{step}\n"
+    env = cell(text)
+    with pytest.raises(SpecError) as info:
+        render_dockerfile(env, environ={})
+    assert info.value.line == 4
+    assert info.value.field == "docker.base_dockerfile"
+    assert str(info.value).startswith(f"line 4, field 'docker.base_dockerfile': {feature}")
+
+
+def test_classic_steps_pass() -> None:
+    text = "FROM python:3.12-slim\nCOPY --chown=1000 . /app\nRUN pip install --no-cache-dir six\n"
+    assert "COPY --chown=1000 . /app" in render_dockerfile(cell(text), environ={})
+
+
+# -- the AzureML entry points ---------------------------------------------------------------------
+def test_base_dockerfile_takes_a_path_or_text(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM python:3.12-slim\nRUN echo hi\n")
+    env = Environment("x")
+    env.docker.base_dockerfile = str(dockerfile)
+    assert env.docker.base_dockerfile == dockerfile.read_text()
+    env.docker.base_dockerfile = dockerfile  # a Path too
+    assert env.docker.base_dockerfile == dockerfile.read_text()
+    env.docker.base_dockerfile = "FROM python:3.12-slim"  # one line of text is text
+    assert env.docker.base_dockerfile == "FROM python:3.12-slim"
+    with pytest.raises(SpecError, match=r"cannot read the Dockerfile .*/missing"):
+        env.docker.base_dockerfile = str(tmp_path / "missing")
+
+
+def test_from_docker_image_and_the_directory_round_trip(tmp_path: Path) -> None:
+    from jupyter_envs import Container  # noqa: F401  (exported at the top level, as asked)
+
+    env = Environment.from_docker_image("img", "python:3.12-slim")
+    assert (env.docker.base_image, env.detected_format) == ("python:3.12-slim", "Dockerfile")
+    rich = Environment(
+        "rich", pip=[f"six==1.17.0 --hash={SIX_HASH}"], pip_constraints=["numpy<2"], python="3.11"
+    )
+    written = rich.save_to_directory(tmp_path / "saved")
+    assert (tmp_path / "saved" / "environment.json") in written
+    back = Environment.load_from_directory(tmp_path / "saved")
+    assert back.to_dict() == rich.to_dict()
+    assert back.spec_hash == rich.spec_hash
+    with pytest.raises(SpecError, match="pass overwrite=True"):
+        rich.save_to_directory(tmp_path / "saved")
+    rich.save_to_directory(tmp_path / "saved", overwrite=True)
+    # A folder with only a requirements.txt (a project's own) loads too.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "requirements.txt").write_text("six\n")
+    assert Environment.load_from_directory(project).pip_requirements == ("six",)
+    with pytest.raises(SpecError, match=r"holds no environment\.json"):
+        Environment.load_from_directory(tmp_path / "saved" / ".." / "project" / "..")

@@ -265,6 +265,53 @@ class Environment(WithActions):
         return env
 
     @classmethod
+    def from_docker_image(cls, name: str, image: str) -> Environment:
+        """An environment whose kernel runs in an existing image, as AzureML's
+        ``from_docker_image`` (the kernel's packages are added on top of it)."""
+        env = cls(name, base_image=image)
+        env.detected_format = _text.DOCKERFILE
+        return env
+
+    def save_to_directory(self, path: str | Path, overwrite: bool = False) -> list[Path]:
+        """Write this environment to a folder (as AzureML's ``save_to_directory``): the files
+        :meth:`save` writes; :meth:`load_from_directory` reads them back. An existing folder
+        that is not empty is refused unless ``overwrite``."""
+        target = Path(path)
+        if target.is_dir() and any(target.iterdir()) and not overwrite:
+            raise SpecError(
+                f"{target} exists and is not empty: pass overwrite=True to write over it",
+                field="path",
+            )
+        return self.save(target)
+
+    @classmethod
+    def load_from_directory(cls, path: str | Path) -> Environment:
+        """Read a folder written by :meth:`save_to_directory` (its ``environment.json``), or,
+        without one, the ``requirements.txt``, ``environment.yml`` or ``Dockerfile`` in it."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise SpecError(f"not a folder: {folder}", field="path")
+        saved = folder / "environment.json"
+        if saved.is_file():
+            try:
+                data = json.loads(saved.read_text())
+            except (OSError, ValueError) as exc:
+                raise SpecError(f"cannot read {saved}: {exc}", field="path") from None
+            return cls.from_dict(data)
+        for file, reader in (
+            ("environment.yml", cls.from_conda_specification),
+            ("environment.yaml", cls.from_conda_specification),
+            ("requirements.txt", cls.from_pip_requirements),
+            ("Dockerfile", cls.from_dockerfile),
+        ):
+            if (folder / file).is_file():
+                return reader(folder.resolve().name.lower() or "env", folder / file)
+        raise SpecError(
+            f"{folder} holds no environment.json, environment.yml, requirements.txt or Dockerfile",
+            field="path",
+        )
+
+    @classmethod
     def from_text(
         cls,
         name: str,

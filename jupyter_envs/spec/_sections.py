@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
@@ -141,7 +142,22 @@ class DockerSection:
         return self._base_dockerfile
 
     @base_dockerfile.setter
-    def base_dockerfile(self, value: str | None) -> None:
+    def base_dockerfile(self, value: str | Path | None) -> None:
+        # AzureML takes a path to a Dockerfile as well as its text.
+        if isinstance(value, Path) or (
+            isinstance(value, str)
+            and "\n" not in value
+            and value.strip()
+            and " " not in value.strip()
+        ):
+            path = Path(value).expanduser()
+            try:
+                value = path.read_text()
+            except OSError as exc:
+                raise SpecError(
+                    f"cannot read the Dockerfile {path}: {exc.strerror}",
+                    field="docker.base_dockerfile",
+                ) from None
         if value is not None:
             if not isinstance(value, str) or not value.strip():
                 raise SpecError("must be non-empty Dockerfile text", field="docker.base_dockerfile")

@@ -25,6 +25,7 @@ of them carries credentials the Python environment is installed in a separate st
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..._version import __version__
-from ...errors import BuildError
+from ...errors import BuildError, SpecError
 from ..docker import LABEL_ENV, LABEL_PYTHON, LABEL_SPEC_HASH, LABEL_VERSION
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from .docker_index import (
@@ -137,6 +138,36 @@ def render_dockerfile(env: Environment, *, environ: dict[str, str] | None = None
 _IMAGE_OPTIONS = ("--index-url", "--extra-index-url", "--find-links")
 
 
+# What the classic builder (the one an engine without BuildKit has, and the one these builds use)
+# does not understand: flags of RUN/COPY/ADD, and heredocs.
+_BUILDKIT_FLAGS = re.compile(
+    r"^(RUN|COPY|ADD)\s+(?:--\S+\s+)*?(--(?:mount|network|security|link|parents|exclude|"
+    r"checksum|keep-git-dir|chmod)\b)",
+    re.IGNORECASE,
+)
+_HEREDOC = re.compile(r"^(RUN|COPY|ADD)\s+(?:--\S+\s+)*<<-?\s*[\"']?[A-Za-z_]", re.IGNORECASE)
+
+
+def check_classic_syntax(dockerfile: str) -> None:
+    """Refuse BuildKit-only syntax, naming its line: these images are built by the classic
+    builder, which fails on it with "Unknown flag" deep in a build (or runs a heredoc wrong)."""
+    for lineno, raw in enumerate(dockerfile.splitlines(), start=1):
+        line = raw.strip()
+        flag = _BUILDKIT_FLAGS.match(line)
+        feature = f"{flag.group(1).upper()} {flag.group(2)}" if flag else None
+        if feature is None and _HEREDOC.match(line):
+            feature = "a heredoc (<<EOF)"
+        if feature is not None:
+            raise SpecError(
+                f"{feature} needs BuildKit, and images here are built by Docker's classic "
+                "builder: rewrite that step without it (e.g. RUN pip install --no-cache-dir "
+                "instead of a cache mount, COPY then RUN chmod instead of --chmod)",
+                field="docker.base_dockerfile",
+                line=lineno,
+                text=line,
+            )
+
+
 def _refuse_what_an_image_cannot_take(env: Environment) -> None:
     """What a requirements text may hold but an image build does not honour yet: refused by
     name rather than dropped (a dropped --hash would install unverified packages)."""
@@ -171,6 +202,8 @@ def _render(env: Environment, settings: IndexSettings) -> str:
             env_name=env.name,
         )
     _refuse_what_an_image_cannot_take(env)
+    if env.docker.base_dockerfile:
+        check_classic_syntax(env.docker.base_dockerfile)
     user_managed = env.python.user_managed_dependencies
     requirements = sorted(env.all_pip_requirements())
     if user_managed and requirements:
