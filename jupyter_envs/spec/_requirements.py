@@ -192,8 +192,11 @@ def parse_requirement(text: str, *, line: int | None = None, source: str | None 
     if not stripped:
         raise SpecError("empty requirement", field="pip", line=line, source=source)
     if _is_url(stripped):
-        name, url = _name_from_url(stripped, line=line, source=source)
-        stripped = f"{name} @ {url}"
+        # pip reads "URL; marker" (whitespace after the semicolon: URLs may hold ";").
+        url_part, _, marker = stripped.partition("; ")
+        marker = marker.strip()
+        name, url = _name_from_url(url_part.strip(), line=line, source=source)
+        stripped = f"{name} @ {url}" + (f" ; {marker}" if marker else "")
     try:
         req = Requirement(stripped)
     except InvalidRequirement as exc:
@@ -315,13 +318,21 @@ def _resolve(
     return path.resolve()
 
 
+def _split_extras(value: str) -> tuple[str, str]:
+    """``".[socks,test]"`` → ``(".", "[socks,test]")``: pip's extras after a path."""
+    match = re.fullmatch(r"(.*?)(\[[A-Za-z0-9_,.\s-]*\])?", value.strip())
+    assert match is not None  # the pattern matches any text
+    return match.group(1), (match.group(2) or "").replace(" ", "")
+
+
 def _local_requirement(
     line: str, lineno: int | None, source: str | None, base_dir: Path | None
 ) -> str:
     value, hashes = split_hashes(line, line=lineno, source=source)
-    path = _resolve(value, f"the local package '{value}'", lineno, source, base_dir)
+    folder, extras = _split_extras(value)
+    path = _resolve(folder, f"the local package '{value}'", lineno, source, base_dir)
     name = _name_of_local(path)
-    req = parse_requirement(f"{name} @ {path.as_uri()}", line=lineno, source=source)
+    req = parse_requirement(f"{name}{extras} @ {path.as_uri()}", line=lineno, source=source)
     return " ".join([req, *(f"--hash={h}" for h in hashes)])
 
 
@@ -403,8 +414,9 @@ def _parse_option(
             # A VCS editable needs a checkout to edit; in an environment it installs from the URL.
             found.requirements.append(parse_requirement(value, line=lineno, source=source))
         else:
-            path = _resolve(value, f"'{opt} {value}'", lineno, source, base_dir)
-            found.options.append(f"-e {path}")
+            folder, extras = _split_extras(value)
+            path = _resolve(folder, f"'{opt} {value}'", lineno, source, base_dir)
+            found.options.append(f"-e {path}{extras}")
         return
     if opt in (*_INCLUDE_OPTIONS, *_CONSTRAINT_OPTIONS):
         path = _resolve(value, f"'{opt} {value}'", lineno, source, base_dir)
