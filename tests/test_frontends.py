@@ -125,6 +125,33 @@ def test_env_cell_magic_builds_and_reports(
     assert "demo v1 (cache hit)" in capsys.readouterr().out
 
 
+def test_env_cell_reads_files_next_to_the_notebook(
+    shell: InteractiveShell,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """-r, -c and -e in a cell are the notebook's neighbours (a kernel runs in its folder)."""
+    notebook = tmp_path / "project"
+    (notebook / "lib").mkdir(parents=True)
+    (notebook / "lib" / "pyproject.toml").write_text('[project]\nname = "lib"\n')
+    (notebook / "base.txt").write_text("six\n")
+    (notebook / "constraints.txt").write_text("six<2\n")
+    monkeypatch.chdir(notebook)
+    cell = "-r base.txt\n-c constraints.txt\n-e ./lib\n"
+    shell.run_cell_magic("env", "local --backend fake --no-activate", cell)
+    out = capsys.readouterr().out
+    assert "Reading the cell as requirements.txt (to read it otherwise: --format conda" in out
+    assert "It installs from this machine's files" in out
+    assert str(notebook / "lib") in out
+    env = Environment.get("local")
+    assert (env.pip_requirements, env.pip_constraints) == (("six",), ("six<2",))
+    assert env.pip_options == (f"-e {notebook / 'lib'}",)
+    result = shell.run_cell("%%env missing --backend fake\n-r nothere.txt\n")
+    assert result.error_in_exec is not None
+    assert f"looked for {notebook / 'nothere.txt'}" in str(result.error_in_exec)
+
+
 def test_ipython_env_line_magic_still_works(shell: InteractiveShell) -> None:
     shell.run_line_magic("env", "JUPYTER_ENVS_TEST_FLAG=yes")
     assert shell.run_line_magic("env", "JUPYTER_ENVS_TEST_FLAG") == "yes"
