@@ -113,6 +113,10 @@ def test_env_cell_switches_the_notebook(
             assert after["metadata"]["env"] == "e2e"
             assert after["metadata"]["version"] == 1
             assert len(after["metadata"]["spec_hash"]) == 64
+            # ... as the record another machine restores it from: spec and lock (format 1).
+            assert after["metadata"]["format"] == 1
+            assert "six==" in after["metadata"]["lock"]
+            assert after["metadata"]["spec"]["name"] == "e2e"
         finally:
             page.close()
 

@@ -136,8 +136,12 @@ class EnvManager(ManagerBase):
         force: bool = False,
         on_event: EventSink | None = None,
         cancel: CancelToken | None = None,
+        lock: str | None = None,
     ) -> BuildResult:
         """Build ``env`` (or reuse the registered version with the same spec hash).
+
+        ``lock`` (the lock of the same spec, built elsewhere) installs exactly those versions
+        instead of resolving the spec anew.
 
         An unchanged spec answers from the catalogue without starting any process. Otherwise the
         build runs under the per-name lock (a second process building the same spec waits, then
@@ -161,7 +165,7 @@ class EnvManager(ManagerBase):
             self.ws.mark_interrupted_builds(env.name)
             self._sweep(env.name)
             return self._build_locked(
-                env, spec_hash, builder.name, sink, cancel or CancelToken(), started
+                env, spec_hash, builder.name, sink, cancel or CancelToken(), started, lock
             )
 
     def _build_locked(
@@ -172,6 +176,7 @@ class EnvManager(ManagerBase):
         sink: EventSink,
         cancel: CancelToken,
         started: float,
+        lock: str | None = None,
     ) -> BuildResult:
         builder = get_builder(backend)
         build_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
@@ -184,6 +189,7 @@ class EnvManager(ManagerBase):
             cancel=cancel,
             runtime_dir=ensure_runtime(self.ws.root),
             cache_dir=self.ws.root / "cache",
+            lock=lock,
         )
         sink(Progress("start", 0.0, f"building '{env.name}' with the {backend} builder"))
         try:

@@ -16,10 +16,11 @@ from typing import Protocol
 from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
 from ..errors import UsageError
 from ..events import Event
-from ..facade.manager import BuildResult, Garbage
+from ..facade.manager import BuildResult, EnvManager, Garbage
 from ..spec import curated
 from ..spec._environment import Environment
 from ..spec._validate import read_spec_file
+from ._restore import restore_notebook, run_notebook
 
 __all__ = ["Output", "Verbs", "make_parser", "run_command"]
 
@@ -146,6 +147,25 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file instead of printing")
     p = sub.add_parser("logs", help="print the log of an environment's latest build")
     p.add_argument("name", help=_NAME_HELP)
+    p = sub.add_parser("restore", help="build the environment a notebook carries (from its lock)")
+    p.add_argument("notebook", help="the .ipynb file whose metadata carries the environment")
+    p.add_argument("--name", help="register it under this name (default: the carried name)")
+    p.add_argument(
+        "--re-resolve",
+        action="store_true",
+        help="resolve the carried spec anew instead of installing the locked versions",
+    )
+    p = sub.add_parser(
+        "run", help="restore a notebook's environment, then execute the notebook on it"
+    )
+    p.add_argument("notebook", help="the .ipynb file to execute")
+    p.add_argument("-o", "--output", help="write the executed notebook (with outputs) here")
+    p.add_argument("--name", help="register the environment under this name")
+    p.add_argument(
+        "--re-resolve",
+        action="store_true",
+        help="resolve the carried spec anew instead of installing the locked versions",
+    )
     sub.add_parser("curated", help="list the curated environments")
     p = sub.add_parser(
         "gc",
@@ -291,6 +311,43 @@ def cmd_logs(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
             out.say(line.rstrip("\n"))
 
 
+def _local_manager(mgr: Verbs, verb: str) -> EnvManager:
+    if not isinstance(mgr, EnvManager):
+        raise UsageError(
+            f"'{verb}' builds in this process: run 'jupyter envs {verb} NOTEBOOK' in a terminal"
+        )
+    return mgr
+
+
+def cmd_restore(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    _restore(args, mgr, out)
+
+
+def _restore(args: argparse.Namespace, mgr: Verbs, out: Output) -> BuildResult:
+    manager = _local_manager(mgr, args.verb)
+    result, notes = restore_notebook(
+        manager,
+        Path(args.notebook),
+        name=args.name,
+        re_resolve=args.re_resolve,
+        on_event=out.event,
+    )
+    for note in notes:
+        out.say(f"  {note}")
+    _built(result, out)
+    return result
+
+
+def cmd_run(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    result = _restore(args, mgr, out)
+    manager = _local_manager(mgr, args.verb)
+    output = Path(args.output) if args.output else None
+    run_notebook(result.kernel_name, Path(args.notebook), output, manager.ws.kernels_dir)
+    out.say(
+        f"{args.notebook} ran on {result.kernel_name}" + (f"; wrote {output}" if output else "")
+    )
+
+
 def cmd_curated(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["NAME", "DESCRIPTION"]]
     rows.extend([name, curated.get(name).description] for name in curated.names())
@@ -315,6 +372,8 @@ _VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "remove": cmd_remove,
     "export": cmd_export,
     "logs": cmd_logs,
+    "restore": cmd_restore,
+    "run": cmd_run,
     "curated": cmd_curated,
     "gc": cmd_gc,
 }

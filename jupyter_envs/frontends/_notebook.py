@@ -15,8 +15,9 @@ from pathlib import Path
 from IPython.display import DisplayHandle, display
 
 from ..clients.envs import connect
-from ..errors import SpecError, UsageError
+from ..errors import EnvsError, SpecError, UsageError
 from ..events import Event, LogLine, Progress
+from ..facade._types import BuildResult
 from ..spec._environment import Environment
 from ..spec._text import other_formats_hint
 from ..spec._validate import validate_env_vars
@@ -129,14 +130,22 @@ def env_cell(line: str, cell: str) -> None:
             f"another machine needs them too): {', '.join(env.local_paths())}"
         )
     if not args.no_activate:
-        switch_notebook(
-            SwitchTarget(
-                env_name=result.name,
-                version=result.version,
-                spec_hash=result.spec_hash,
-                kernel_name=result.kernel_name,
-                display_name=result.display_name,
-            )
+        switch_notebook(_switch_target(result))
+
+
+def _switch_target(result: BuildResult) -> SwitchTarget:
+    """Where the notebook goes after a build, with the catalogue's record of it (spec and lock:
+    what the notebook carries). A container kernel has no store to read (it is on the host):
+    then the notebook switches without that record."""
+    try:
+        return target_for(connect().record(result.name, result.version))
+    except EnvsError:
+        return SwitchTarget(
+            env_name=result.name,
+            version=result.version,
+            spec_hash=result.spec_hash,
+            kernel_name=result.kernel_name,
+            display_name=result.display_name,
         )
 
 

@@ -30,6 +30,7 @@ from ..clients.serverlink import ServerLink, current_kernel_id
 from ..engines.kernels.kernelspec import display_name
 from ..engines.store import VersionRecord
 from ..errors import ApiError, EnvsError, KernelStartError, SpecError
+from ..facade.carry import carried
 
 __all__ = [
     "SWITCH_TARGET",
@@ -61,6 +62,8 @@ class SwitchTarget:
     display_name: str
     #: A kernel of ``kernel_name`` the server already started for this notebook's session.
     new_kernel_id: str | None = None
+    #: What the notebook records of the environment (``metadata["jupyter_envs"]``, format 1).
+    carried: dict[str, Any] | None = None
 
     def message(self) -> dict[str, Any]:
         """The comm payload the labextension reads (and records in the notebook's metadata)."""
@@ -73,6 +76,8 @@ class SwitchTarget:
         }
         if self.new_kernel_id:
             message["new_kernel_id"] = self.new_kernel_id
+        if self.carried is not None:
+            message["carried"] = self.carried
         return message
 
 
@@ -102,6 +107,7 @@ def target_for(record: VersionRecord) -> SwitchTarget:
         spec_hash=record.spec_hash,
         kernel_name=record.kernel_name,
         display_name=display_name(record.name, record.version, record.python_version or ""),
+        carried=carried(record).to_metadata(),
     )
 
 

@@ -15,7 +15,9 @@
  * this plugin answers `{status: "switching"}` at once (so the kernel knows a
  * labextension is handling it and does not fall back to the server), waits for
  * the kernel to be idle, switches that notebook to the new kernel, records
- * `metadata.jupyter_envs = {env, version, spec_hash}` in the notebook, and
+ * `metadata.jupyter_envs` in the notebook (the `carried` record the kernel
+ * sends: spec, lock and hash, docs/notebook-metadata.md; else
+ * `{env, version, spec_hash}`), and
  * tells the user with a notification. Failures answer
  * `{status: "error", message}`.
  */
@@ -27,7 +29,11 @@ import {
 import { Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage, ServerConnection } from '@jupyterlab/services';
-import { JSONObject, ReadonlyPartialJSONValue } from '@lumino/coreutils';
+import {
+  JSONObject,
+  ReadonlyPartialJSONObject,
+  ReadonlyPartialJSONValue
+} from '@lumino/coreutils';
 
 /** Comm target the kernel side opens to ask for a kernel switch. */
 export const COMM_TARGET = 'jupyter_envs.switch';
@@ -43,6 +49,8 @@ export interface ISwitchRequest {
   version: number;
   spec_hash: string;
   new_kernel_id?: string;
+  /** What the notebook records of the environment (format 1), when sent. */
+  carried?: ReadonlyPartialJSONObject;
 }
 
 /** The replies sent back on the comm. */
@@ -94,6 +102,13 @@ export function parseSwitchRequest(
   };
   if (typeof newKernelId === 'string') {
     values.new_kernel_id = newKernelId;
+  }
+  const carried = record['carried'];
+  if (carried !== undefined && carried !== null) {
+    if (typeof carried !== 'object' || Array.isArray(carried)) {
+      return 'the comm data\'s "carried", when given, must be an object';
+    }
+    values.carried = carried as ReadonlyPartialJSONObject;
   }
   return values;
 }
@@ -344,7 +359,7 @@ class PanelWatcher {
     kernel: Kernel.IKernelConnection,
     request: ISwitchRequest
   ): Promise<void> {
-    const { kernel_name, env, version, spec_hash } = request;
+    const { kernel_name, env, version, spec_hash, carried } = request;
     const label = `${env} v${version}`;
     const kernelspecs = this._app.serviceManager.kernelspecs;
     try {
@@ -373,11 +388,10 @@ class PanelWatcher {
       return;
     }
 
-    this._panel.content.model?.setMetadata(METADATA_KEY, {
-      env,
-      version,
-      spec_hash
-    });
+    this._panel.content.model?.setMetadata(
+      METADATA_KEY,
+      carried ?? { env, version, spec_hash }
+    );
     reply(comm, { status: 'switched' });
     Notification.success(
       `${this._panel.title.label}: switched to environment ${label} (kernel ${kernel_name})`,

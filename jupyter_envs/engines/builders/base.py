@@ -39,6 +39,9 @@ class BuildRequest:
     runtime_dir: Path
     #: Where a builder may keep caches shared by every build of the store (created on demand).
     cache_dir: Path
+    #: Exact versions to install instead of resolving the spec (a lock a notebook carried, one
+    #: ``name==version`` per line); a builder that cannot honour one refuses the build.
+    lock: str | None = None
 
 
 @dataclass(frozen=True)

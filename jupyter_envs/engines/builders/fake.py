@@ -54,6 +54,11 @@ class FakeBuilder(Builder):
             if request.cancel.wait(0.05):
                 raise BuildCancelledError("cancelled", env_name=env.name)
         lock_lines: list[str] = []
+        if request.lock is not None:  # installs exactly what the lock says
+            lines = [ln for ln in request.lock.splitlines() if ln.strip()]
+            request.staging.mkdir(parents=True, exist_ok=True)
+            (request.staging / "fake-env.txt").write_text(env.spec_hash + "\n")
+            return BuildOutput(lock="\n".join(lines) + "\n", python_version=sys.version.split()[0])
         for text in env.all_pip_requirements():
             req = requirement_of(text)
             yield LogLine(f" + {req.name}")

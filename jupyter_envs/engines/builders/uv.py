@@ -163,7 +163,14 @@ class UvBuilder(Builder):
         # --require-hashes wants a hash on every requirement, which the kernel's own (ipykernel)
         # have not: they are installed in a second step then, beside what was verified.
         kernel_apart = "--require-hashes" in options
-        lists = [[*options, *env.all_pip_requirements()], list(KERNEL_SIDE_REQUIREMENTS)]
+        wanted = list(env.all_pip_requirements())
+        if request.lock is not None:
+            # The lock wins over the spec: the same versions as where it was made. Options stay
+            # (the indexes to find them); constraints are moot with exact pins.
+            wanted = [ln for ln in request.lock.splitlines() if ln.strip()]
+            options = [o for o in options if not o.startswith("-c ")]
+            yield LogLine(f"Installing the {len(wanted)} locked versions (not resolving the spec)")
+        lists = [[*options, *wanted], list(KERNEL_SIDE_REQUIREMENTS)]
         if not kernel_apart:
             lists = [lists[0] + lists[1]]
         yield Progress("install", 0.1, "resolving and installing packages")
