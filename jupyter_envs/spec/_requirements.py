@@ -141,11 +141,8 @@ def _name_from_url(url: str, *, line: int | None, source: str | None) -> tuple[s
     if not name:
         last = unquote(parts.path).rstrip("/").rsplit("/", 1)[-1]
         last = last.split("@", 1)[0]  # git+https://host/org/repo@v1.0
-        if last.endswith(".whl"):
-            name = last.split("-", 1)[0]
-        elif last.endswith(_ARCHIVES):
-            stem = re.sub(r"(\.tar\.gz|\.zip|\.tar\.bz2|\.tgz)$", "", last)
-            name = stem.rsplit("-", 1)[0]
+        if last.endswith(_ARCHIVES):
+            name = _name_of_archive(last)
         elif url.lower().startswith(_VCS_SCHEMES):
             name = last.removesuffix(".git")
         else:
@@ -176,9 +173,14 @@ def _name_of_local(path: Path) -> str:
         if named and _PROJECT.fullmatch(named.group(1)):
             return named.group(1)
         return path.name
-    if path.name.endswith(".whl"):
-        return path.name.split("-", 1)[0]
-    stem = re.sub(r"(\.tar\.gz|\.zip|\.tar\.bz2|\.tgz)$", "", path.name)
+    return _name_of_archive(path.name)
+
+
+def _name_of_archive(filename: str) -> str:
+    """The project of a wheel (``name-1.0-py3-none-any.whl``) or sdist (``name-1.0.tar.gz``)."""
+    if filename.endswith(".whl"):
+        return filename.split("-", 1)[0]
+    stem = next((filename[: -len(s)] for s in _ARCHIVES if filename.endswith(s)), filename)
     return stem.rsplit("-", 1)[0]
 
 

@@ -53,24 +53,21 @@ class FakeBuilder(Builder):
         while time.monotonic() < deadline:
             if request.cancel.wait(0.05):
                 raise BuildCancelledError("cancelled", env_name=env.name)
-        lock_lines: list[str] = []
         if request.lock is not None:  # installs exactly what the lock says
-            lines = [ln for ln in request.lock.splitlines() if ln.strip()]
-            request.staging.mkdir(parents=True, exist_ok=True)
-            (request.staging / "fake-env.txt").write_text(env.spec_hash + "\n")
-            return BuildOutput(lock="\n".join(lines) + "\n", python_version=sys.version.split()[0])
-        for text in env.all_pip_requirements():
-            req = requirement_of(text)
-            yield LogLine(f" + {req.name}")
-            if req.name == "fail-build":
-                raise BuildError(
-                    "the fake build was asked to fail", env_name=env.name, log_tail=[text]
-                )
-            pinned = next((s.version for s in req.specifier if s.operator == "=="), "0.0.0")
-            lock_lines.append(f"{req.name}=={pinned}")
+            lock = "\n".join(ln for ln in request.lock.splitlines() if ln.strip()) + "\n"
+        else:
+            lock_lines: list[str] = []
+            for text in env.all_pip_requirements():
+                req = requirement_of(text)
+                yield LogLine(f" + {req.name}")
+                if req.name == "fail-build":
+                    raise BuildError(
+                        "the fake build was asked to fail", env_name=env.name, log_tail=[text]
+                    )
+                pinned = next((s.version for s in req.specifier if s.operator == "=="), "0.0.0")
+                lock_lines.append(f"{req.name}=={pinned}")
+            lock = "\n".join(sorted(lock_lines)) + "\n"
         request.staging.mkdir(parents=True, exist_ok=True)
         (request.staging / "fake-env.txt").write_text(env.spec_hash + "\n")
         yield Progress("install", 0.9, "installed")
-        return BuildOutput(
-            lock="\n".join(sorted(lock_lines)) + "\n", python_version=sys.version.split()[0]
-        )
+        return BuildOutput(lock=lock, python_version=sys.version.split()[0])
