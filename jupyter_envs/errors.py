@@ -169,6 +169,30 @@ class BuildError(EnvsError):
         return self._render(with_log_path=False)
 
 
+class LockNotHonouredError(BuildError):
+    """A build from a carried lock failed: the locked versions cannot be installed here.
+
+    ``packages`` names the locked packages the installer complained about (empty when its
+    output named none); rebuilding from the spec (``re_resolve``) is the way out.
+    """
+
+    def __init__(self, cause: BuildError, packages: Sequence[str]) -> None:
+        self.packages = tuple(packages)
+        which = ", ".join(self.packages) if self.packages else "see the log below for which"
+        super().__init__(
+            f"the notebook's lock cannot be honoured on this machine ({which}): a version may be "
+            "gone from the index, or made for another platform only. Rebuild from the notebook's "
+            "spec instead (jupyter envs restore --re-resolve, %envs restore --re-resolve, or "
+            "the notebook's Re-resolve button); versions may then differ. "
+            f"The installer said: {cause.message}",
+            env_name=cause.env_name,
+            command=cause.command,
+            returncode=cause.returncode,
+            log_tail=cause.log_tail,
+            log_path=cause.log_path,
+        )
+
+
 class BuildCancelledError(BuildError):
     """A build was cancelled (by the user, an interrupt, or a shutdown)."""
 

@@ -21,8 +21,10 @@ from ..engines.kernels.environ import container_kernel_problem
 from ..engines.store import EnvQuery, Page, VersionRecord
 from ..errors import EnvsError
 from ..events import Event
+from ..facade.carry import RestorePlan
 from ..facade.manager import BuildResult, EnvManager, Garbage, get_manager
 from ..spec import Environment
+from ..spec._carried import Carried
 from .remote import RemoteBuilds
 from .serverlink import ServerLink
 
@@ -68,6 +70,30 @@ class EnvsClient:
     ) -> BuildResult:
         """Build a registered or curated environment by name."""
         return self.build(self.manager.spec_named(name), force=force, on_event=on_event)
+
+    def restore(
+        self,
+        record: Carried,
+        *,
+        name: str | None = None,
+        re_resolve: bool = False,
+        on_event: EventSink | None = None,
+    ) -> BuildResult:
+        """Build a notebook's carried environment (in the server when this kernel has one)."""
+        if self.link is not None:
+            return RemoteBuilds(self.link).restore(
+                record, name=name, re_resolve=re_resolve, on_event=on_event
+            )
+        problem = container_kernel_problem()
+        if problem is not None:
+            raise EnvsError(problem)
+        return self.manager.restore(record, name=name, re_resolve=re_resolve, on_event=on_event)
+
+    def restore_plan(
+        self, record: Carried, *, name: str | None = None, re_resolve: bool = False
+    ) -> RestorePlan:
+        """What :meth:`restore` would do (read from the store)."""
+        return self.manager.restore_plan(record, name=name, re_resolve=re_resolve)
 
     def remove(self, name: str, version: int | None = None) -> builtins.list[VersionRecord]:
         """Unregister ``name`` (or one version); the versions removed."""

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import BuildCancelledError, BuildError, EnvsError
 from ..events import Event, LogLine, Progress
 from ..facade.manager import BuildResult
+from ..spec._carried import Carried
 from ..spec._environment import Environment
 from .serverlink import ServerLink
 
@@ -44,17 +45,40 @@ class RemoteBuilds:
 
         An interrupt (the kernel's stop button) cancels the server's build.
         """
+        body = {"name": env.name, "spec": env.to_dict(), "force": force}
+        return self._run("environments", body, env.name, on_event)
+
+    def restore(
+        self,
+        record: Carried,
+        *,
+        name: str | None = None,
+        re_resolve: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> BuildResult:
+        """Build a notebook's carried environment in the server (``POST restore``), like
+        :meth:`build`: from its lock unless ``re_resolve``."""
+        body: dict[str, Any] = {"metadata": record.to_metadata(), "re_resolve": re_resolve}
+        if name:
+            body["name"] = name
+        return self._run("restore", body, name or record.env, on_event)
+
+    def _run(
+        self,
+        path: str,
+        body: dict[str, Any],
+        name: str,
+        on_event: Callable[[Event], None] | None,
+    ) -> BuildResult:
         sink = on_event or (lambda _event: None)
         started = time.perf_counter()
-        job = self.link.request(
-            "POST", "environments", {"name": env.name, "spec": env.to_dict(), "force": force}
-        )
+        job = self.link.request("POST", path, body)
         try:
             final = self._follow(job, sink)
         except KeyboardInterrupt:
             self._cancel(job["id"])
             raise BuildCancelledError(
-                "interrupted; the server cancelled the build", env_name=env.name
+                "interrupted; the server cancelled the build", env_name=name
             ) from None
         return self._result(final, time.perf_counter() - started)
 

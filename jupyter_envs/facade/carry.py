@@ -8,22 +8,34 @@ versions, even when newer ones were published since), or from its spec when aske
 from __future__ import annotations
 
 import json
+import os
 import platform
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..engines.store import VersionRecord
-from ..errors import SpecError
+from ..errors import BuildError, SpecError
 from ..events import Event
 from ..spec._carried import METADATA_KEY, Carried
+from ..spec._environment import Environment
 from ._types import BuildResult
 
 if TYPE_CHECKING:
     from .manager import EnvManager
 
-__all__ = ["carried", "read_notebook", "restore"]
+__all__ = ["RestorePlan", "carried", "machine_platform", "plan", "read_notebook", "restore"]
+
+#: The index an installer uses when nothing configures another one.
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+def machine_platform() -> str:
+    """This machine's platform as the record writes it (``linux-x86_64``)."""
+    return f"{sys.platform}-{platform.machine()}"
 
 
 def carried(record: VersionRecord) -> Carried:
@@ -36,7 +48,7 @@ def carried(record: VersionRecord) -> Carried:
         spec=record.spec,
         lock=record.lock,
         python=record.python_version,
-        platform=f"{sys.platform}-{platform.machine()}",
+        platform=machine_platform(),
     )
 
 
@@ -78,3 +90,202 @@ def restore(
     env = record.environment(name)
     lock = None if re_resolve else record.lock
     return manager.build(env, on_event=on_event, lock=lock)
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What restoring a carried environment here would do, for the user to see first."""
+
+    record: Carried
+    #: The environment to build (under the name it will have here).
+    env: Environment
+    #: True: the locked versions are installed; False: the spec is resolved anew.
+    from_lock: bool
+    #: What gets installed: the locked pins, or the spec's requirements (conda ones first).
+    installs: tuple[str, ...]
+    channels: tuple[str, ...]
+    pip_options: tuple[str, ...]
+    local_paths: tuple[str, ...]
+    base_image: str | None
+    #: What differs from this machine, or could surprise: one sentence each.
+    warnings: tuple[str, ...]
+    #: A ready version here with the same spec (nothing to build: switch to it).
+    existing: VersionRecord | None
+
+    def notes(self) -> list[str]:
+        """The plan as lines of text (what ``jupyter envs restore`` prints before building)."""
+        record = self.record
+        head = f"the notebook carries {record.env} v{record.version} ({record.backend} builder"
+        head += f", Python {record.python}, built on {record.platform})" if record.python else ")"
+        lines = [head]
+        if self.existing is not None:
+            lines.append(
+                f"already here as {self.existing.name} v{self.existing.version} "
+                f"(kernel {self.existing.kernel_name})"
+            )
+            return lines
+        if self.from_lock:
+            lines.append(
+                f"installing its {len(self.installs)} locked versions (--re-resolve: from its spec)"
+            )
+        else:
+            lines.append(f"resolving its spec anew: {', '.join(self.installs) or 'nothing'}")
+        lines.extend(f"conda channel: {channel}" for channel in self.channels)
+        lines.extend(f"installer option from the notebook: {o}" for o in self.pip_options)
+        if self.base_image:
+            lines.append(f"base image: {self.base_image}")
+        lines.extend(f"note: {warning}" for warning in self.warnings)
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as the REST API shows it."""
+        existing = self.existing
+        return {
+            "env": self.record.env,
+            "version": self.record.version,
+            "name": self.env.name,
+            "spec_hash": self.record.spec_hash,
+            "backend": self.record.backend,
+            "python": self.record.python,
+            "platform": self.record.platform,
+            "from_lock": self.from_lock,
+            "has_lock": self.record.lock is not None,
+            "installs": list(self.installs),
+            "channels": list(self.channels),
+            "pip_options": list(self.pip_options),
+            "local_paths": list(self.local_paths),
+            "base_image": self.base_image,
+            "warnings": list(self.warnings),
+            "existing": None
+            if existing is None
+            else {
+                "name": existing.name,
+                "version": existing.version,
+                "kernel_name": existing.kernel_name,
+            },
+        }
+
+
+def plan(
+    manager: EnvManager,
+    record: Carried,
+    *,
+    name: str | None = None,
+    re_resolve: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> RestorePlan:
+    """What :func:`restore` would build for ``record``, checked against this machine.
+
+    Raises SpecError when the record's spec is invalid or does not match its hash. ``environ``
+    (default ``os.environ``) holds this machine's installer configuration (``UV_INDEX_URL``,
+    ``PIP_EXTRA_INDEX_URL``, ...): package sources the notebook names beyond it are pointed out.
+    """
+    env = record.environment(name)
+    resolved = manager.resolve(env)
+    found = manager.ws.find(resolved.name, resolved.spec_hash)
+    existing = found if found is not None and found.status == "ready" else None
+    from_lock = record.lock is not None and not re_resolve
+    warnings = _source_warnings(env.all_pip_options(), os.environ if environ is None else environ)
+    warnings.extend(_local_path_warnings(env.local_paths()))
+    here = machine_platform()
+    if record.platform and record.platform != here:
+        warnings.append(
+            f"it was built on {record.platform} and this machine is {here}: a locked wheel "
+            "made for that platform only cannot be installed here"
+        )
+    if from_lock and env.kind == "docker":
+        warnings.append(
+            "a Docker environment cannot be rebuilt from its lock yet: re-resolve it from its "
+            "spec (versions may differ from the first machine's)"
+        )
+    if from_lock:
+        installs = tuple(ln.strip() for ln in (record.lock or "").splitlines() if ln.strip())
+    else:
+        conda = env.python.conda_dependencies
+        installs = (*(conda.conda_packages if conda else ()), *env.all_pip_requirements())
+    conda = env.python.conda_dependencies
+    return RestorePlan(
+        record=record,
+        env=env,
+        from_lock=from_lock,
+        installs=installs,
+        channels=conda.channels if conda else (),
+        pip_options=env.all_pip_options(),
+        local_paths=env.local_paths(),
+        base_image=resolved.docker.base_image if env.kind == "docker" else None,
+        warnings=tuple(warnings),
+        existing=existing,
+    )
+
+
+def unhonoured(lock: str, error: BuildError) -> list[str]:
+    """The locked pins (``name==version``) that a failed build's output names."""
+    said = " ".join((error.message, *error.log_tail)).lower()
+    said = re.sub(r"[-_.]+", "-", said)
+    found = []
+    for line in lock.splitlines():
+        pin = line.split(";", 1)[0].split(" --hash", 1)[0].strip()
+        name = re.split(r"[=<>!~ @\[]", pin, maxsplit=1)[0]
+        key = re.sub(r"[-_.]+", "-", name.lower())
+        if key and re.search(rf"(?<![a-z0-9-]){re.escape(key)}(?![a-z0-9-])", said):
+            found.append(pin)
+    return found
+
+
+def _configured_sources(environ: Mapping[str, str]) -> tuple[str, set[str]]:
+    """This machine's index and its other package sources, from uv's and pip's variables."""
+
+    def norm(url: str) -> str:
+        return url.strip().rstrip("/")
+
+    index = next(
+        (
+            environ[k]
+            for k in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL")
+            if environ.get(k)
+        ),
+        DEFAULT_INDEX,
+    )
+    extra: set[str] = set()
+    for key in (
+        "UV_INDEX",
+        "UV_EXTRA_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "UV_FIND_LINKS",
+        "PIP_FIND_LINKS",
+    ):
+        # uv's lists are space-separated (UV_INDEX entries may be name=url), pip's too.
+        for item in environ.get(key, "").replace(",", " ").split():
+            extra.add(norm(item.split("=", 1)[1] if "=" in item.split("://")[0] else item))
+    return norm(index), extra
+
+
+def _source_warnings(options: tuple[str, ...], environ: Mapping[str, str]) -> list[str]:
+    index, extra = _configured_sources(environ)
+    warnings = []
+    for option in options:
+        flag, _, value = option.partition(" ")
+        value = value.strip().rstrip("/")
+        if flag in ("--index-url", "-i") and value != index:
+            warnings.append(f"it installs from the index {value}, not this machine's ({index})")
+        elif flag in ("--extra-index-url", "--find-links", "-f") and value not in extra:
+            warnings.append(
+                f"it adds a package source this machine is not configured with: {value}"
+            )
+        elif flag == "--no-index":
+            warnings.append("it installs without any index (--no-index): only from its find-links")
+    return warnings
+
+
+def _local_path_warnings(paths: tuple[str, ...]) -> list[str]:
+    warnings = []
+    for path in paths:
+        local = Path(path.removeprefix("file://").removeprefix("file:"))
+        if local.exists():
+            warnings.append(
+                f"it installs from the local path {path}, which exists here: check that it holds "
+                "what the first machine had"
+            )
+        else:
+            warnings.append(f"it installs from the local path {path}, which is missing here")
+    return warnings

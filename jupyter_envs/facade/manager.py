@@ -40,12 +40,17 @@ from ..errors import (
     BuildCancelledError,
     BuildError,
     EnvsError,
+    LockNotHonouredError,
+    SpecError,
 )
 from ..events import Event, LogLine, Progress
+from ..spec._carried import Carried
 from ..spec._environment import Environment
+from . import carry
 from ._maintenance import record_env
 from ._manager_base import ManagerBase
 from ._types import BuildResult, Garbage, Settings
+from .carry import RestorePlan
 
 __all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]
 
@@ -155,6 +160,13 @@ class EnvManager(ManagerBase):
         if not force and (record := self._hit(env, spec_hash, sink)) is not None:
             return self._hit_result(record, started)
         builder = self.builder_for(env)
+        if lock is not None and not builder.honours_lock:
+            raise SpecError(
+                f"the {builder.name} builder cannot rebuild an environment from a carried lock "
+                "yet: rebuild it from its spec (jupyter envs restore --re-resolve; versions may "
+                "differ from the first machine's)",
+                field="lock",
+            )
 
         def waiting() -> None:
             sink(LogLine(f"Another build of '{env.name}' is running; waiting for it to finish"))
@@ -164,9 +176,16 @@ class EnvManager(ManagerBase):
                 return self._hit_result(record, started)
             self.ws.mark_interrupted_builds(env.name)
             self._sweep(env.name)
-            return self._build_locked(
-                env, spec_hash, builder.name, sink, cancel or CancelToken(), started, lock
-            )
+            try:
+                return self._build_locked(
+                    env, spec_hash, builder.name, sink, cancel or CancelToken(), started, lock
+                )
+            except BuildCancelledError:
+                raise
+            except BuildError as exc:
+                if lock is None:
+                    raise
+                raise LockNotHonouredError(exc, carry.unhonoured(lock, exc)) from None
 
     def _build_locked(
         self,
@@ -379,6 +398,25 @@ class EnvManager(ManagerBase):
     ) -> BuildResult:
         """Build a registered environment, or a curated one, by name."""
         return self.build(self.spec_named(name), force=force, on_event=on_event)
+
+    # -- notebooks that carry their environment -----------------------------------------------
+    def restore_plan(
+        self, record: Carried, *, name: str | None = None, re_resolve: bool = False
+    ) -> RestorePlan:
+        """What :meth:`restore` would build for a notebook's record, checked against this
+        machine (see :func:`jupyter_envs.facade.carry.plan`)."""
+        return carry.plan(self, record, name=name, re_resolve=re_resolve)
+
+    def restore(
+        self,
+        record: Carried,
+        *,
+        name: str | None = None,
+        re_resolve: bool = False,
+        on_event: EventSink | None = None,
+    ) -> BuildResult:
+        """Build a notebook's carried environment: from its lock unless ``re_resolve``."""
+        return carry.restore(self, record, name=name, re_resolve=re_resolve, on_event=on_event)
 
 
 def yield_events(

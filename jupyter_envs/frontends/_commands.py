@@ -16,13 +16,15 @@ from typing import Protocol
 from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
 from ..errors import UsageError
 from ..events import Event
+from ..facade.carry import RestorePlan, read_notebook
 from ..facade.manager import BuildResult, EnvManager, Garbage
 from ..spec import curated
+from ..spec._carried import Carried
 from ..spec._environment import Environment
 from ..spec._validate import read_spec_file
-from ._restore import restore_notebook, run_notebook
+from ._restore import notebook_path, run_notebook
 
-__all__ = ["Output", "Verbs", "make_parser", "run_command"]
+__all__ = ["Output", "Verbs", "make_parser", "restore_command", "run_command"]
 
 EventSink = Callable[[Event], None]
 
@@ -49,6 +51,17 @@ class Verbs(Protocol):
     def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str: ...
     def log_path(self, name: str) -> Path: ...
     def gc(self, *, remove: bool = True) -> list[Garbage]: ...
+    def restore_plan(
+        self, record: Carried, *, name: str | None = None, re_resolve: bool = False
+    ) -> RestorePlan: ...
+    def restore(
+        self,
+        record: Carried,
+        *,
+        name: str | None = None,
+        re_resolve: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> BuildResult: ...
 
 
 class Output(Protocol):
@@ -148,12 +161,22 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     p = sub.add_parser("logs", help="print the log of an environment's latest build")
     p.add_argument("name", help=_NAME_HELP)
     p = sub.add_parser("restore", help="build the environment a notebook carries (from its lock)")
-    p.add_argument("notebook", help="the .ipynb file whose metadata carries the environment")
+    p.add_argument(
+        "notebook",
+        nargs="?",
+        help="the .ipynb file whose metadata carries the environment (in a notebook, %%envs "
+        "restore alone reads this notebook as last saved)",
+    )
     p.add_argument("--name", help="register it under this name (default: the carried name)")
     p.add_argument(
         "--re-resolve",
         action="store_true",
         help="resolve the carried spec anew instead of installing the locked versions",
+    )
+    p.add_argument(
+        "--no-activate",
+        action="store_true",
+        help="in a notebook: build only, do not switch the notebook to it",
     )
     p = sub.add_parser(
         "run", help="restore a notebook's environment, then execute the notebook on it"
@@ -320,27 +343,22 @@ def _local_manager(mgr: Verbs, verb: str) -> EnvManager:
 
 
 def cmd_restore(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
-    _restore(args, mgr, out)
+    restore_command(args, mgr, out)
 
 
-def _restore(args: argparse.Namespace, mgr: Verbs, out: Output) -> BuildResult:
-    manager = _local_manager(mgr, args.verb)
-    result, notes = restore_notebook(
-        manager,
-        Path(args.notebook),
-        name=args.name,
-        re_resolve=args.re_resolve,
-        on_event=out.event,
-    )
-    for note in notes:
+def restore_command(args: argparse.Namespace, mgr: Verbs, out: Output) -> BuildResult:
+    """Show what the notebook's record would install, then build it."""
+    record = read_notebook(notebook_path(args.notebook))
+    for note in mgr.restore_plan(record, name=args.name, re_resolve=args.re_resolve).notes():
         out.say(f"  {note}")
+    result = mgr.restore(record, name=args.name, re_resolve=args.re_resolve, on_event=out.event)
     _built(result, out)
     return result
 
 
 def cmd_run(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
-    result = _restore(args, mgr, out)
     manager = _local_manager(mgr, args.verb)
+    result = restore_command(args, mgr, out)
     output = Path(args.output) if args.output else None
     run_notebook(result.kernel_name, Path(args.notebook), output, manager.ws.kernels_dir)
     out.say(

@@ -21,10 +21,10 @@ from ..facade._types import BuildResult
 from ..spec._environment import Environment
 from ..spec._text import other_formats_hint
 from ..spec._validate import validate_env_vars
-from ._commands import RaisingParser, make_parser, run_command
+from ._commands import RaisingParser, make_parser, restore_command, run_command
 from .activation import SwitchTarget, parse_reference, switch_notebook, target_for
 
-__all__ = ["NotebookOutput", "activate", "env_cell", "envs_line"]
+__all__ = ["NotebookOutput", "activate", "env_cell", "envs_line", "restore"]
 
 _MIN_UPDATE_SECONDS = 0.1
 
@@ -161,7 +161,19 @@ def envs_line(line: str) -> None:
         return  # --help printed
     except (UsageError, ValueError) as exc:
         raise SpecError(str(exc), field="%envs arguments") from None
+    if args.verb == "restore":
+        restore(args)
+        return
     run_command(args, connect(), NotebookOutput())
+
+
+def restore(args: argparse.Namespace) -> None:
+    """``%envs restore [NOTEBOOK]``: build what this notebook (as last saved) carries, from its
+    lock, then switch the notebook to it."""
+    client = connect()
+    result = restore_command(args, client, NotebookOutput())
+    if not args.no_activate:
+        switch_notebook(_switch_target(result))
 
 
 def activate(words: list[str]) -> None:

@@ -4,41 +4,24 @@ here (from its lock), and the notebook executed on it (nbclient) — for CI and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
 from pathlib import Path
 
-from ..errors import EnvsError
-from ..events import Event
-from ..facade._types import BuildResult
-from ..facade.carry import read_notebook, restore
-from ..facade.manager import EnvManager
+from ..errors import EnvsError, UsageError
 
-__all__ = ["restore_notebook", "run_notebook"]
+__all__ = ["notebook_path", "run_notebook"]
 
 
-def restore_notebook(
-    manager: EnvManager,
-    path: Path,
-    *,
-    name: str | None = None,
-    re_resolve: bool = False,
-    on_event: Callable[[Event], None] | None = None,
-) -> tuple[BuildResult, list[str]]:
-    """Build what the notebook at ``path`` carries; also returns what the user should know
-    (what it installs from outside the default index, local paths)."""
-    record = read_notebook(path)
-    env = record.environment(name)
-    notes = [f"the notebook carries {record.env} v{record.version} ({record.backend} builder"]
-    notes[0] += f", Python {record.python}, built on {record.platform})" if record.python else ")"
-    for option in env.all_pip_options():
-        notes.append(f"installer option from the notebook: {option}")
-    for local in env.local_paths():
-        notes.append(f"installs from a local path of the first machine: {local}")
-    if record.lock and not re_resolve:
-        count = sum(1 for ln in record.lock.splitlines() if ln.strip())
-        notes.append(f"installing its {count} locked versions (--re-resolve: from its spec)")
-    result = restore(manager, record, name=name, re_resolve=re_resolve, on_event=on_event)
-    return result, notes
+def notebook_path(given: str | None) -> Path:
+    """The notebook to restore: ``given``, else (in a kernel a Jupyter server started) the
+    notebook this kernel belongs to; UsageError when there is neither."""
+    if given:
+        return Path(given)
+    # jupyter_server gives every kernel it starts for a notebook the notebook's full path.
+    session = os.environ.get("JPY_SESSION_NAME")
+    if session and session.endswith(".ipynb"):
+        return Path(session)
+    raise UsageError("name the notebook to restore: jupyter envs restore NOTEBOOK.ipynb")
 
 
 def run_notebook(kernel_name: str, path: Path, output: Path | None, kernels_dir: Path) -> None:

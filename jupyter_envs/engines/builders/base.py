@@ -65,6 +65,9 @@ class Builder(ABC):
 
     #: Backend name used in specs (``backend=...``), the registry and kernelspec metadata.
     name: ClassVar[str]
+    #: Whether :attr:`BuildRequest.lock` can be installed (else a carried lock is refused
+    #: before anything starts, and only a rebuild from the spec is possible).
+    honours_lock: ClassVar[bool] = True
 
     @abstractmethod
     def detect(self, env: Environment) -> bool:

@@ -56,6 +56,8 @@ class DockerBuilder(Builder):
     """
 
     name = "docker"
+    # The image is rebuilt from its Dockerfile; pinning apt and the base digest is not done yet.
+    honours_lock = False
 
     def detect(self, env: Environment) -> bool:
         """Any Docker setting, or a prebuilt image."""
@@ -68,12 +70,6 @@ class DockerBuilder(Builder):
     def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
         """Render → build (streamed) → inspect the kernel interpreter → write image.json."""
         env = request.env
-        if request.lock is not None:
-            raise BuildError(
-                "rebuilding a Docker environment from a carried lock is not supported yet: "
-                "re-resolve it from its spec (jupyter envs restore --re-resolve)",
-                env_name=env.name,
-            )
         client = docker_client()
         try:
             yield Progress("dockerfile", 0.01, "writing the Dockerfile")

@@ -46,12 +46,16 @@ class BuildJob:
     Read and changed on the event loop thread only.
     """
 
-    def __init__(self, env: Environment, spec_hash: str, *, force: bool) -> None:
+    def __init__(
+        self, env: Environment, spec_hash: str, *, force: bool, lock: str | None = None
+    ) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.env = env
         self.name = env.name
         self.spec_hash = spec_hash
         self.force = force
+        #: Versions to install instead of resolving the spec (a notebook's carried lock).
+        self.lock = lock
         self.status: BuildStatus = "queued"
         self.created = time.time()
         self.started: float | None = None
@@ -128,6 +132,7 @@ class BuildJob:
             "spec_hash": self.spec_hash,
             "status": self.status,
             "force": self.force,
+            "from_lock": self.lock is not None,
             "created": iso(self.created),
             "started": iso(self.started),
             "finished": iso(self.finished),
@@ -198,18 +203,21 @@ class BuildQueue:
         return next((j for j in self._waiting if j.name == name), None)
 
     # -- commands ----------------------------------------------------------------------------
-    def submit(self, env: Environment, spec_hash: str, *, force: bool = False) -> BuildJob:
+    def submit(
+        self, env: Environment, spec_hash: str, *, force: bool = False, lock: str | None = None
+    ) -> BuildJob:
         """Queue a build of ``env``, or return the unfinished job building the same spec.
 
         ``spec_hash`` is passed in because computing it may run builder detection, which the
-        caller does off the event loop.
+        caller does off the event loop. ``lock``: install those versions (see
+        :meth:`EnvManager.build`).
         """
         if self._stopping:
             raise ConflictError("the server is shutting down; no new builds are accepted")
         for job in (*self._running.values(), *self._waiting):
             if job.name == env.name and job.spec_hash == spec_hash:
                 return job
-        job = BuildJob(env, spec_hash, force=force)
+        job = BuildJob(env, spec_hash, force=force, lock=lock)
         self._jobs[job.id] = job
         self._waiting.append(job)
         self._pump()
@@ -305,7 +313,9 @@ class BuildQueue:
             if isinstance(event, LogLine | Progress):
                 post(job._on_event, event)
 
-        return self.manager.build(job.env, force=job.force, on_event=sink, cancel=job.token)
+        return self.manager.build(
+            job.env, force=job.force, on_event=sink, cancel=job.token, lock=job.lock
+        )
 
     def _running_record(self, job: BuildJob) -> tuple[str, Path] | None:
         for record in reversed(self.manager.builds(job.name)):

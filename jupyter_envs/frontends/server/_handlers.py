@@ -34,7 +34,7 @@ from ...errors import (
     SpecTooLargeError,
 )
 from ._logstream import follow
-from ._payloads import environment_json, parse_create, version_json
+from ._payloads import environment_json, parse_create, parse_restore, version_json
 from ._switch import switch_session
 
 if TYPE_CHECKING:
@@ -380,6 +380,39 @@ class BuildLogHandler(EnvsAPIHandler):
         self.finish(set_content_type=content_type)
 
 
+class RestorePreviewHandler(EnvsAPIHandler):
+    """``POST`` says what restoring a notebook's carried environment would do; builds nothing."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{metadata[, name, re_resolve]}``: the plan (what it installs, from where, what
+        differs from this machine, and the ready version here with the same spec, if any)."""
+        body = self.json_body()
+        request = await asyncio.to_thread(
+            parse_restore, body, self.envs.manager, self.envs.default_backend, self.envs.limits
+        )
+        self.reply(request.plan.to_json())
+
+
+class RestoreHandler(EnvsAPIHandler):
+    """``POST`` builds a notebook's carried environment, from its lock; 202 with the build."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{metadata[, name, re_resolve]}``: queue the build like ``POST environments``
+        (a ready version with the same spec answers at once, as a cache hit)."""
+        self.envs.manager.ws.require_writable()
+        body = self.json_body()
+        request = await asyncio.to_thread(
+            parse_restore, body, self.envs.manager, self.envs.default_backend, self.envs.limits
+        )
+        job = self.envs.queue.submit(request.plan.env, request.spec_hash, lock=request.lock)
+        self.set_header("Location", url_path_join(self.base_url, API_PREFIX, "builds", job.id))
+        self.reply(job.to_json(), status=202)
+
+
 def _switch_fields(body: object, optional: tuple[str, ...] = ()) -> dict[str, str]:
     """``kernel_id`` and ``kernel_name`` (and the ``optional`` ones given) from a switch body."""
     if not isinstance(body, dict):
@@ -492,5 +525,7 @@ def default_handlers(
         (f"builds/{build}/log", BuildLogHandler),
         ("switch", SwitchHandler),
         ("switch/prepare", PrepareSwitchHandler),
+        ("restore", RestoreHandler),
+        ("restore/preview", RestorePreviewHandler),
     ]
     return [(f"{API_PREFIX}/{path}", handler, {"envs": envs}) for path, handler in routes]

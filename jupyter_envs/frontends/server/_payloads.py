@@ -12,16 +12,20 @@ from typing import Any
 
 from ...engines.store import Latest, VersionRecord
 from ...errors import SpecError
+from ...facade.carry import RestorePlan, plan
 from ...facade.manager import EnvManager
+from ...spec._carried import Carried
 from ...spec._environment import Environment
 from ...spec._limits import SpecLimits
 
 __all__ = [
     "CreateRequest",
+    "RestoreRequest",
     "environment_json",
     "iso",
     "latest_json",
     "parse_create",
+    "parse_restore",
     "version_json",
 ]
 
@@ -135,3 +139,56 @@ def _from_spec(name: str, spec: object) -> Environment:
         # from_dict trusts the shape of its input (it reads what to_dict wrote); a hand-written
         # body can have a list where a mapping belongs. Say so instead of failing with a 500.
         raise SpecError(f"malformed spec: {type(exc).__name__}: {exc}", field="spec") from None
+
+
+_RESTORE_KEYS = frozenset({"metadata", "name", "re_resolve"})
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """A validated ``POST restore`` (or ``restore/preview``) body and what it would build."""
+
+    plan: RestorePlan
+    spec_hash: str
+
+    @property
+    def lock(self) -> str | None:
+        """The lock to install, or None to resolve the spec anew."""
+        return self.plan.record.lock if self.plan.from_lock else None
+
+
+def parse_restore(
+    body: object,
+    manager: EnvManager,
+    default_backend: str | None = None,
+    limits: SpecLimits | None = None,
+) -> RestoreRequest:
+    """Validate ``{"metadata": <a notebook's metadata.jupyter_envs>, "name"?, "re_resolve"?}``.
+
+    The record is untrusted input (a notebook from anyone): every field is checked, and its spec
+    must hash to its spec hash (:meth:`Carried.from_metadata`); SpecError names the field.
+    """
+    limits = limits or SpecLimits()
+    if not isinstance(body, dict):
+        raise SpecError("the request body must be a JSON object with 'metadata'")
+    unknown = sorted(set(body) - _RESTORE_KEYS)
+    if unknown:
+        raise SpecError(f"unknown keys {unknown} (known: {sorted(_RESTORE_KEYS)})")
+    name = body.get("name")
+    if name is not None and not isinstance(name, str):
+        raise SpecError("must be a string when given", field="name")
+    re_resolve = body.get("re_resolve", False)
+    if not isinstance(re_resolve, bool):
+        raise SpecError("must be true or false", field="re_resolve")
+    metadata = body.get("metadata")
+    limits.check_object(metadata, field="metadata")
+    record = Carried.from_metadata(metadata)
+    if record.lock is not None:
+        limits.check_text(record.lock, field="metadata.jupyter_envs.lock")
+    chosen = plan(manager, record, name=name or None, re_resolve=re_resolve)
+    env = chosen.env
+    limits.check_environment(env)
+    if default_backend and env.backend_named is None:
+        env.backend = default_backend
+    manager.builder_for(env)  # refuse now (400) when it cannot run here
+    return RestoreRequest(plan=chosen, spec_hash=manager.resolve(env).spec_hash)
