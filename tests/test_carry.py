@@ -188,3 +188,92 @@ def test_two_machines_get_the_same_versions_and_run_the_notebook(
     # Re-resolving from the spec picks up what was published since.
     assert main(["restore", str(good), "--name", "tiny-new", "--re-resolve"]) == 0
     assert "jenvs-tinypkg==2.0" in (b.get("tiny-new").lock or "")
+
+
+# -- what a restore shows first, and a lock that cannot be honoured ---------------------------------
+def test_restore_shows_sources_and_paths_that_differ_from_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL", "UV_INDEX", "PIP_FIND_LINKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("UV_EXTRA_INDEX_URL", "https://known.example/simple/")
+    here = tmp_path / "here"
+    here.mkdir()
+    spec = (
+        "--index-url https://mirror.example/simple\n"
+        "--extra-index-url https://known.example/simple\n"
+        "--find-links /nonexistent/wheels\n"
+        f"-e {here}\n"
+        "six==1.17.0\n"
+    )
+    a = machine(tmp_path / "a", monkeypatch)
+    env = Environment.from_text("src", spec)
+    env.backend = "fake"
+    env.build(ws=a)
+    record = {**carried(a.get("src")).to_metadata(), "platform": "linux-riscv64"}
+    nb = notebook_carrying(tmp_path / "nb.ipynb", record, ["pass"])
+    machine(tmp_path / "b", monkeypatch)
+    assert main(["restore", str(nb)]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    notes = [line.strip() for line in out.splitlines() if line.strip().startswith("note:")]
+    assert notes == [
+        "note: it installs from the index https://mirror.example/simple, not this machine's "
+        "(https://pypi.org/simple)",
+        "note: it adds a package source this machine is not configured with: /nonexistent/wheels",
+        f"note: it installs from the local path {here}, which exists here: check that it holds "
+        "what the first machine had",
+        "note: it was built on linux-riscv64 and this machine is "
+        f"{carried(a.get('src')).platform}: a locked wheel made for that platform only cannot be "
+        "installed here",
+    ]  # the extra index this machine is configured with is not pointed out
+
+
+@pytest.mark.integration
+def test_a_lock_that_cannot_be_honoured_names_the_package_and_registers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels, "1.0")
+    a = machine(tmp_path / "a", monkeypatch)
+    Environment.from_text("tiny", f"--find-links {wheels}\njenvs-tinypkg\n").build(ws=a)
+    nb = notebook_carrying(tmp_path / "nb.ipynb", carried(a.get("tiny")).to_metadata(), ["pass"])
+    # 1.0 is withdrawn from the index and 2.0 published: the lock pins a version gone.
+    (wheels / "jenvs_tinypkg-1.0-py3-none-any.whl").unlink()
+    _wheel(wheels, "2.0")
+    b = machine(tmp_path / "b", monkeypatch)
+    assert main(["restore", str(nb)]) == 1
+    err = capsys.readouterr().err
+    assert "the notebook's lock cannot be honoured on this machine (jenvs-tinypkg==1.0)" in err
+    assert "--re-resolve" in err
+    assert b.names() == []  # nothing registered
+    assert main(["restore", str(nb), "--re-resolve"]) == 0
+    assert "jenvs-tinypkg==2.0" in (b.get("tiny").lock or "")
+
+
+def test_envs_restore_in_a_notebook_reads_the_notebook_it_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.testing.globalipapp import start_ipython
+
+    a = machine(tmp_path / "a", monkeypatch)
+    Environment("demo", pip=["six", "requests"], backend="fake").build(ws=a)
+    record = carried(a.get("demo")).to_metadata()
+    nb = notebook_carrying(tmp_path / "nb.ipynb", record, ["pass"])
+    b = machine(tmp_path / "b", monkeypatch)
+    start_ipython()
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "jupyter_envs")
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    result = shell.run_cell("%envs restore")
+    assert "name the notebook to restore" in str(result.error_in_exec)
+    # What jupyter_server tells a kernel it starts for a notebook: the notebook's path.
+    monkeypatch.setenv("JPY_SESSION_NAME", str(nb))
+    result = shell.run_cell("%envs restore")
+    assert result.error_in_exec is None, result.error_in_exec
+    out = capsys.readouterr().out
+    assert "installing its 2 locked versions" in out
+    assert "demo v1 (built in" in out
+    assert "jenv-demo-v1" in out  # not in a kernel here: told which kernel to pick
+    assert b.get("demo").lock == record["lock"]

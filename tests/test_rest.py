@@ -305,6 +305,8 @@ ROUTES = [
     ("GET", ("builds", "0123456789abcdef", "log")),
     ("POST", ("switch",)),
     ("POST", ("switch", "prepare")),
+    ("POST", ("restore",)),
+    ("POST", ("restore", "preview")),
 ]
 
 
