@@ -177,17 +177,25 @@ class JupyterServer:
         self.proc = None
 
 
-def write_notebook(path: Path, sources: list[str]) -> None:
-    """A notebook with one code cell per source, on the host's python3 kernel."""
+def write_notebook(
+    path: Path,
+    sources: list[str],
+    *,
+    kernel: str = "python3",
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """A notebook with one code cell per source, on the kernelspec ``kernel`` (the host's
+    python3 by default), with more notebook ``metadata`` when given."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
     nb = new_notebook()
     nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
+        "name": kernel,
+        "display_name": "Python 3" if kernel == "python3" else kernel,
         "language": "python",
     }
+    nb.metadata.update(metadata or {})
     nb.cells = [new_code_cell(src) for src in sources]
     nbformat.write(nb, str(path))
 

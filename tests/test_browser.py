@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from jupyter_envs import Environment, Workspace
+from jupyter_envs.facade.carry import carried
 from tests._lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -26,6 +28,7 @@ from tests._lab import (
     jupyter_server,
     write_notebook,
 )
+from tests._wheels import tiny_wheel
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -49,14 +52,17 @@ def browser() -> Iterator[Any]:
 CELLS = ["%load_ext jupyter_envs\nbefore = 'old kernel'", "%%env e2e\nsix==1.17.0"]
 
 
-def _open(browser: Any, server: JupyterServer, url_path: str) -> Any:
+def _open(browser: Any, server: JupyterServer, url_path: str, *, kernel: bool = True) -> Any:
+    """The notebook open in a new page, its kernel idle (``kernel``: else only loaded)."""
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(f"{server.base}{url_path}?token={server.token}")
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.started", timeout=60_000)
     page.evaluate("() => window.jupyterapp.started")
-    page.wait_for_function(
-        f"() => {{ const p = ({JS_PANEL})(); return p && p.status === 'idle'; }}", timeout=60_000
-    )
+    if kernel:
+        page.wait_for_function(
+            f"() => {{ const p = ({JS_PANEL})(); return p && p.status === 'idle'; }}",
+            timeout=60_000,
+        )
     return page
 
 
@@ -195,5 +201,109 @@ def test_quickstart_notebook_runs_cell_by_cell(browser: Any, tmp_path: Path) -> 
             everything = page.evaluate(JS_OUTPUTS)
             assert "/jupyter_envs/envs/quickstart/v1-" in everything  # sys.prefix, in the env
             assert "Removed api-demo" in everything
+        finally:
+            page.close()
+
+
+# -- a notebook that carries its environment, opened where it is missing --------------------------
+JS_NOTICE = """
+() => {
+  const notice = document.querySelector('.jp-envs-restore');
+  return notice ? notice.textContent : null;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "url_path"),
+    [("lab", "/lab/tree/carried.ipynb"), ("notebook", "/notebooks/carried.ipynb")],
+)
+def test_a_notebook_whose_env_is_missing_offers_to_build_it_and_switches(
+    browser: Any, tmp_path: Path, app: str, url_path: str
+) -> None:
+    """Built on "machine A" (a store of the test's), only the .ipynb reaches the server
+    ("machine B"); the notice shows what it would install, the button builds it from the lock
+    (1.0, though 2.0 has been published since) and switches the notebook."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    tiny_wheel(wheels, "1.0")
+    first = Workspace(tmp_path / "a" / "store", tmp_path / "a" / "kernels")
+    Environment.from_text("carried", f"--find-links {wheels}\njenvs-tinypkg\n").build(ws=first)
+    record = carried(first.get("carried")).to_metadata()
+    tiny_wheel(wheels, "2.0")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(
+        root / "carried.ipynb",
+        ["import jenvs_tinypkg; print(jenvs_tinypkg.VERSION)"],
+        kernel="jenv-carried-v1",  # as the first machine saved it: not a kernel here
+        metadata={"jupyter_envs": record},
+    )
+    with jupyter_server(app, root, tmp_path / "server") as server:
+        page = _open(browser, server, url_path, kernel=False)
+        try:
+            # The notebook's kernel is not installed here: JupyterLab asks which to start; the
+            # notice shows behind that dialog. A user who reads it starts none.
+            page.locator(".jp-Dialog").get_by_role("button", name="No Kernel", exact=True).click(
+                timeout=60_000
+            )
+            page.wait_for_selector(".jp-envs-restore-build", timeout=30_000)
+            assert page.locator(".jp-envs-restore").is_visible()
+            text = page.evaluate(JS_NOTICE)
+            assert "made in environment carried v1 (venv builder" in text, text
+            assert "It is not on this server" in text
+            assert "jenvs-tinypkg==1.0" in text  # the locked versions it would install
+            assert f"--find-links {wheels}" in text
+            assert f"it adds a package source this machine is not configured with: {wheels}" in text
+            # Nothing is built before the click.
+            assert server.api("GET", "/jupyter-envs/api/builds") == []
+            page.click(".jp-envs-restore-build")
+            try:
+                page.wait_for_function(
+                    f"() => {{ const p = ({JS_PANEL})(); "
+                    "return p && p.kernelName === 'jenv-carried-v1' && p.status === 'idle'; }",
+                    timeout=180_000,
+                )
+            except Exception:
+                raise AssertionError(
+                    f"no switch; notice: {page.evaluate(JS_NOTICE)}\n{server.log_tail()}"
+                ) from None
+            out = page.evaluate(
+                JS_EXECUTE, "import jenvs_tinypkg, sys; print(jenvs_tinypkg.VERSION, sys.prefix)"
+            )
+            version, prefix = out.split()
+            assert version == "1.0"  # the lock won over the newer release
+            assert "/jupyter_envs/envs/carried/v1-" in prefix
+            page.wait_for_function(f"() => ({JS_NOTICE})() === null", timeout=10_000)
+            builds = server.api("GET", "/jupyter-envs/api/builds")
+            assert [(b["name"], b["status"], b["from_lock"]) for b in builds] == [
+                ("carried", "succeeded", True)
+            ]
+        finally:
+            page.close()
+
+
+def test_a_tampered_record_is_shown_as_an_error_and_nothing_is_built(
+    browser: Any, tmp_path: Path
+) -> None:
+    first = Workspace(tmp_path / "a" / "store", tmp_path / "a" / "kernels")
+    Environment("carried", pip=["six"], backend="fake").build(ws=first)
+    record = carried(first.get("carried")).to_metadata()
+    record["spec"]["pip"] = ["evil==6.6.6"]  # edited apart from its hash
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "t.ipynb", ["print(1)"], metadata={"jupyter_envs": record})
+    with jupyter_server("lab", root, tmp_path / "server") as server:
+        page = _open(browser, server, "/lab/tree/t.ipynb")
+        try:
+            page.wait_for_function(f"() => ({JS_NOTICE})() !== null", timeout=30_000)
+            page.wait_for_selector(".jp-envs-restore-dismiss", timeout=30_000)
+            text = page.evaluate(JS_NOTICE)
+            assert "cannot be used; nothing will be built from it" in text, text
+            assert "does not match its spec hash" in text
+            assert page.locator(".jp-envs-restore-build").count() == 0
+            assert server.api("GET", "/jupyter-envs/api/builds") == []
+            page.click(".jp-envs-restore-dismiss")
+            page.wait_for_function(f"() => ({JS_NOTICE})() === null", timeout=10_000)
         finally:
             page.close()

@@ -7,11 +7,8 @@ Two stores (two Jupyter data dirs) play two machines; only the .ipynb travels be
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from jupyter_envs.facade.carry import carried, read_notebook
 from jupyter_envs.frontends.activation import target_for
 from jupyter_envs.frontends.cli import main
 from jupyter_envs.spec._carried import Carried
+from tests._wheels import tiny_wheel
 
 
 def notebook_carrying(path: Path, record: dict[str, Any], sources: list[str]) -> Path:
@@ -129,42 +127,19 @@ def test_restore_on_another_machine_installs_the_lock_not_the_spec(
     assert "demo v1 (cache hit)" in capsys.readouterr().out
 
 
-def _wheel(folder: Path, version: str) -> None:
-    """A pure-Python wheel of ``jenvs-tinypkg`` (made here: the index must not know it)."""
-    files = {
-        "jenvs_tinypkg/__init__.py": f'VERSION = "{version}"\n',
-        f"jenvs_tinypkg-{version}.dist-info/METADATA": (
-            f"Metadata-Version: 2.1\nName: jenvs-tinypkg\nVersion: {version}\n"
-        ),
-        f"jenvs_tinypkg-{version}.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: jupyter-envs-tests\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n"
-        ),
-    }
-    record = f"jenvs_tinypkg-{version}.dist-info/RECORD"
-    lines = []
-    for name, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        lines.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
-    files[record] = "\n".join([*lines, f"{record},,"]) + "\n"
-    with zipfile.ZipFile(folder / f"jenvs_tinypkg-{version}-py3-none-any.whl", "w") as wheel:
-        for name, text in files.items():
-            wheel.writestr(name, text)
-
-
 @pytest.mark.integration
 def test_two_machines_get_the_same_versions_and_run_the_notebook(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    _wheel(wheels, "1.0")
+    tiny_wheel(wheels, "1.0")
     spec = f"--find-links {wheels}\njenvs-tinypkg\n"
     a = machine(tmp_path / "a", monkeypatch)
     Environment.from_text("tiny", spec).build(ws=a)
     record = a.get("tiny")
     assert "jenvs-tinypkg==1.0" in (record.lock or "")
-    _wheel(wheels, "2.0")  # published after the first machine built
+    tiny_wheel(wheels, "2.0")  # published after the first machine built
 
     check = (
         "import jenvs_tinypkg, sys; assert jenvs_tinypkg.VERSION == '1.0', jenvs_tinypkg.VERSION"
@@ -190,7 +165,7 @@ def test_two_machines_get_the_same_versions_and_run_the_notebook(
     assert "jenvs-tinypkg==2.0" in (b.get("tiny-new").lock or "")
 
 
-# -- what a restore shows first, and a lock that cannot be honoured ---------------------------------
+# -- what a restore shows first, and a lock that cannot be honoured -----------------------------
 def test_restore_shows_sources_and_paths_that_differ_from_this_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -234,13 +209,13 @@ def test_a_lock_that_cannot_be_honoured_names_the_package_and_registers_nothing(
 ) -> None:
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    _wheel(wheels, "1.0")
+    tiny_wheel(wheels, "1.0")
     a = machine(tmp_path / "a", monkeypatch)
     Environment.from_text("tiny", f"--find-links {wheels}\njenvs-tinypkg\n").build(ws=a)
     nb = notebook_carrying(tmp_path / "nb.ipynb", carried(a.get("tiny")).to_metadata(), ["pass"])
     # 1.0 is withdrawn from the index and 2.0 published: the lock pins a version gone.
     (wheels / "jenvs_tinypkg-1.0-py3-none-any.whl").unlink()
-    _wheel(wheels, "2.0")
+    tiny_wheel(wheels, "2.0")
     b = machine(tmp_path / "b", monkeypatch)
     assert main(["restore", str(nb)]) == 1
     err = capsys.readouterr().err

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..engines.builders import choose_builder
 from ..engines.store import VersionRecord
-from ..errors import BuildError, SpecError
+from ..errors import BuildError, EnvsError, SpecError
 from ..events import Event
 from ..spec._carried import METADATA_KEY, Carried
 from ..spec._environment import Environment
@@ -101,6 +102,8 @@ class RestorePlan:
     env: Environment
     #: True: the locked versions are installed; False: the spec is resolved anew.
     from_lock: bool
+    #: Whether the builder it needs here can install a lock (else only a re-resolve works).
+    lock_usable: bool
     #: What gets installed: the locked pins, or the spec's requirements (conda ones first).
     installs: tuple[str, ...]
     channels: tuple[str, ...]
@@ -150,6 +153,7 @@ class RestorePlan:
             "platform": self.record.platform,
             "from_lock": self.from_lock,
             "has_lock": self.record.lock is not None,
+            "lock_usable": self.lock_usable,
             "installs": list(self.installs),
             "channels": list(self.channels),
             "pip_options": list(self.pip_options),
@@ -193,10 +197,14 @@ def plan(
             f"it was built on {record.platform} and this machine is {here}: a locked wheel "
             "made for that platform only cannot be installed here"
         )
-    if from_lock and env.kind == "docker":
+    try:
+        lock_usable = choose_builder(resolved).honours_lock
+    except EnvsError:
+        lock_usable = True  # no builder for it here: building says why, lock or not
+    if from_lock and not lock_usable:
         warnings.append(
-            "a Docker environment cannot be rebuilt from its lock yet: re-resolve it from its "
-            "spec (versions may differ from the first machine's)"
+            f"a {env.kind} environment cannot be rebuilt from its lock yet: re-resolve it from "
+            "its spec (versions may differ from the first machine's)"
         )
     if from_lock:
         installs = tuple(ln.strip() for ln in (record.lock or "").splitlines() if ln.strip())
@@ -208,6 +216,7 @@ def plan(
         record=record,
         env=env,
         from_lock=from_lock,
+        lock_usable=lock_usable,
         installs=installs,
         channels=conda.channels if conda else (),
         pip_options=env.all_pip_options(),

@@ -20,6 +20,10 @@
  * `{env, version, spec_hash}`), and
  * tells the user with a notification. Failures answer
  * `{status: "error", message}`.
+ *
+ * A notebook opened with such a record whose environment this server lacks
+ * (another machine, a fresh clone) gets the restore notice of `./restore`: what
+ * rebuilding it would install, and a button that builds it and switches.
  */
 
 import {
@@ -34,6 +38,7 @@ import {
   ReadonlyPartialJSONObject,
   ReadonlyPartialJSONValue
 } from '@lumino/coreutils';
+import { RestoreNotice } from './restore';
 
 /** Comm target the kernel side opens to ask for a kernel switch. */
 export const COMM_TARGET = 'jupyter_envs.switch';
@@ -270,6 +275,34 @@ class PanelWatcher {
     sessionContext.kernelChanged.connect(this._onKernelChanged, this);
     this._register(sessionContext.session?.kernel ?? null);
     _panel.disposed.connect(this._dispose, this);
+    void this._offerRestore();
+  }
+
+  /**
+   * Once the notebook and its kernel are loaded: when it carries an
+   * environment record, let the restore notice check it with the server.
+   */
+  private async _offerRestore(): Promise<void> {
+    try {
+      // Not sessionContext.ready: that can wait on the kernel picker, and this
+      // notice is what helps the user choose.
+      await this._panel.context.ready;
+    } catch {
+      return; // closed before it loaded
+    }
+    const record = this._panel.content.model?.getMetadata(METADATA_KEY);
+    if (record === undefined || record === null || this._panel.isDisposed) {
+      return;
+    }
+    const services = this._app.serviceManager;
+    const notice = new RestoreNotice(
+      this._panel,
+      services.serverSettings,
+      record as ReadonlyPartialJSONValue,
+      () => services.kernelspecs.refreshSpecs()
+    );
+    this._panel.contentHeader.addWidget(notice);
+    await notice.check();
   }
 
   private _onKernelChanged(

@@ -1,0 +1,33 @@
+"""Wheels made by the tests, so that no index knows them: a find-links folder the test fills."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import zipfile
+from pathlib import Path
+
+__all__ = ["tiny_wheel"]
+
+
+def tiny_wheel(folder: Path, version: str) -> None:
+    """A pure-Python wheel of ``jenvs-tinypkg`` (made here: the index must not know it)."""
+    files = {
+        "jenvs_tinypkg/__init__.py": f'VERSION = "{version}"\n',
+        f"jenvs_tinypkg-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: jenvs-tinypkg\nVersion: {version}\n"
+        ),
+        f"jenvs_tinypkg-{version}.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: jupyter-envs-tests\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
+    }
+    record = f"jenvs_tinypkg-{version}.dist-info/RECORD"
+    lines = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        lines.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
+    files[record] = "\n".join([*lines, f"{record},,"]) + "\n"
+    with zipfile.ZipFile(folder / f"jenvs_tinypkg-{version}-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
