@@ -10,7 +10,7 @@ from ..spec._conda import CondaDependencies
 from ..spec._environment import Environment
 from ._types import Garbage
 
-__all__ = ["collect_garbage", "export_text", "record_env"]
+__all__ = ["EXPORT_FORMATS", "collect_garbage", "export_text", "record_env"]
 
 
 def record_env(record: VersionRecord) -> Environment:
@@ -20,8 +20,15 @@ def record_env(record: VersionRecord) -> Environment:
     return env
 
 
+#: What ``export`` writes: exact versions; the spec as requirements.txt, environment.yml or
+#: JSON; a PEP 723 block; a PEP 751 pylock.toml.
+EXPORT_FORMATS = ("lock", "requirements", "conda", "json", "pep723", "pylock")
+
+
 def export_text(record: VersionRecord, fmt: str) -> str:
-    """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
+    """A version as text in one of :data:`EXPORT_FORMATS`: ``lock`` (exact versions),
+    ``requirements``, ``conda``, ``json``, ``pep723`` (an inline script block pinning the
+    lock's versions) or ``pylock`` (PEP 751, with every file's URL and hash)."""
     env = record_env(record)
     if fmt == "lock":
         if not record.lock:
@@ -42,8 +49,20 @@ def export_text(record: VersionRecord, fmt: str) -> str:
         return conda.serialize_to_string()
     if fmt == "json":
         return json.dumps(env.to_dict(), indent=2) + "\n"
+    if fmt == "pep723":
+        from .interop import pep723_block
+
+        return pep723_block(env, record.lock, record.python_version)
+    if fmt == "pylock":
+        from ..engines.uvlock import pylock
+
+        if not record.lock:
+            raise NotFoundError(
+                f"'{record.name}' v{record.version} has not been built, so it has no lock"
+            )
+        return pylock(record.lock, env.all_pip_options(), record.python_version)
     raise SpecError(
-        f"unknown export format {fmt!r} (use lock, requirements, conda or json)", field="format"
+        f"unknown export format {fmt!r} (use {', '.join(EXPORT_FORMATS)})", field="format"
     )
 
 

@@ -54,8 +54,17 @@ def carried(record: VersionRecord) -> Carried:
 
 
 def read_notebook(path: str | Path) -> Carried:
-    """The environment record of a notebook file; SpecError when it has none or a bad one."""
+    """The environment a notebook carries; SpecError when it has none or a bad one.
+
+    Ours (``metadata["jupyter_envs"]``) first; else a juv notebook (a PEP 723 cell, locked by
+    ``metadata["uv.lock"]``); a ``.py`` file is read as a PEP 723 script (a marimo sandbox
+    notebook, a ``uv run`` script). See :mod:`.interop`.
+    """
+    from . import interop
+
     notebook = Path(path)
+    if notebook.suffix == ".py":
+        return interop.from_script(notebook)
     try:
         data = json.loads(notebook.read_text())
     except OSError as exc:
@@ -65,13 +74,16 @@ def read_notebook(path: str | Path) -> Carried:
             f"{notebook} is not a notebook (not JSON: {exc})", field="notebook"
         ) from None
     metadata = data.get("metadata") if isinstance(data, dict) else None
-    if not isinstance(metadata, dict) or METADATA_KEY not in metadata:
-        raise SpecError(
-            f"{notebook} carries no environment: switch it to one with %%env or "
-            "%envs activate, and save it",
-            field="notebook",
-        )
-    return Carried.from_metadata(metadata[METADATA_KEY])
+    if isinstance(metadata, dict) and METADATA_KEY in metadata:
+        return Carried.from_metadata(metadata[METADATA_KEY])
+    juv = interop.from_juv_notebook(notebook, data) if isinstance(data, dict) else None
+    if juv is not None:
+        return juv
+    raise SpecError(
+        f"{notebook} carries no environment: switch it to one with %%env or "
+        "%envs activate, and save it (a juv notebook's PEP 723 cell is read too)",
+        field="notebook",
+    )
 
 
 def restore(

@@ -16,13 +16,14 @@ from typing import Protocol
 from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
 from ..errors import UsageError
 from ..events import Event
+from ..facade._maintenance import EXPORT_FORMATS
 from ..facade.carry import RestorePlan, read_notebook
 from ..facade.manager import BuildResult, EnvManager, Garbage
 from ..spec import curated
 from ..spec._carried import Carried
 from ..spec._environment import Environment
 from ..spec._validate import read_spec_file
-from ._restore import notebook_path, run_notebook
+from ._restore import notebook_path, run_notebook, write_juv
 
 __all__ = ["Output", "Verbs", "make_parser", "restore_command", "run_command"]
 
@@ -137,10 +138,16 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     )
     p = sub.add_parser("create", help="create and build an environment from a file")
     p.add_argument(
-        "-f", "--file", required=True, help="requirements.txt, environment.yml or Dockerfile"
+        "-f",
+        "--file",
+        required=True,
+        help="requirements.txt, environment.yml, Dockerfile, pylock.toml, or a script with a "
+        "PEP 723 block",
     )
     p.add_argument("name", help=f"the name to register it under ({_NAME_RULE})")
-    p.add_argument("--format", help="requirements, conda or dockerfile (default: detected)")
+    p.add_argument(
+        "--format", help="requirements, conda, dockerfile, pep723 or pylock (default: detected)"
+    )
     p.add_argument("--python", help="Python version, e.g. 3.11 (default: the file's, or uv's)")
     p.add_argument(
         "--force", action="store_true", help="rebuild even if an identical build is registered"
@@ -154,8 +161,10 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--format",
         default="lock",
-        choices=["lock", "requirements", "conda", "json"],
-        help="lock: exact versions (default); requirements, conda: the spec; json: everything",
+        choices=list(EXPORT_FORMATS),
+        help="lock: exact versions (default); requirements, conda: the spec; json: everything; "
+        "pep723: an inline script block pinning the lock's versions (uv run, juv, marimo); "
+        "pylock: a PEP 751 pylock.toml",
     )
     p.add_argument("-o", "--output", help="write to this file instead of printing")
     p = sub.add_parser("logs", help="print the log of an environment's latest build")
@@ -189,6 +198,12 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="resolve the carried spec anew instead of installing the locked versions",
     )
+    p = sub.add_parser(
+        "juv",
+        help="write the environment a notebook carries the way juv keeps it (a PEP 723 cell and "
+        "metadata uv.lock), so juv and uv open it with the same versions",
+    )
+    p.add_argument("notebook", help="the .ipynb file (saved, and closed in JupyterLab)")
     sub.add_parser("curated", help="list the curated environments")
     p = sub.add_parser(
         "gc",
@@ -334,11 +349,9 @@ def cmd_logs(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
             out.say(line.rstrip("\n"))
 
 
-def _local_manager(mgr: Verbs, verb: str) -> EnvManager:
+def _local_manager(mgr: Verbs, verb: str, why: str = "builds in this process") -> EnvManager:
     if not isinstance(mgr, EnvManager):
-        raise UsageError(
-            f"'{verb}' builds in this process: run 'jupyter envs {verb} NOTEBOOK' in a terminal"
-        )
+        raise UsageError(f"'{verb}' {why}: run 'jupyter envs {verb} NOTEBOOK' in a terminal")
     return mgr
 
 
@@ -363,6 +376,17 @@ def cmd_run(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     run_notebook(result.kernel_name, Path(args.notebook), output, manager.ws.kernels_dir)
     out.say(
         f"{args.notebook} ran on {result.kernel_name}" + (f"; wrote {output}" if output else "")
+    )
+
+
+def cmd_juv(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    # Writing the file under a notebook open in JupyterLab would fight its unsaved copy.
+    _local_manager(mgr, "juv", "rewrites the notebook file, which an open notebook would overwrite")
+    block, packages = write_juv(Path(args.notebook))
+    out.say(block.rstrip("\n"))
+    out.say(
+        f"Wrote this PEP 723 cell and a uv.lock of {packages} packages into {args.notebook} "
+        "(run again after switching it to another environment, to keep them in step)."
     )
 
 
@@ -392,6 +416,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "logs": cmd_logs,
     "restore": cmd_restore,
     "run": cmd_run,
+    "juv": cmd_juv,
     "curated": cmd_curated,
     "gc": cmd_gc,
 }

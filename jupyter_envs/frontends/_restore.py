@@ -1,5 +1,6 @@
-"""``jupyter envs restore`` and ``jupyter envs run``: a notebook's carried environment, rebuilt
-here (from its lock), and the notebook executed on it (nbclient) — for CI and scheduled jobs."""
+"""``jupyter envs restore``, ``run`` and ``juv``: a notebook's carried environment, rebuilt here
+(from its lock); the notebook executed on it (nbclient) — for CI and scheduled jobs; and the same
+environment written the way juv keeps it (a PEP 723 cell and ``metadata["uv.lock"]``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import EnvsError, UsageError
+from ..errors import EnvsError, SpecError, UsageError
 
-__all__ = ["notebook_path", "run_notebook"]
+__all__ = ["notebook_path", "run_notebook", "write_juv"]
 
 
 def notebook_path(given: str | None) -> Path:
@@ -55,3 +56,38 @@ def run_notebook(kernel_name: str, path: Path, output: Path | None, kernels_dir:
             output.write_text(json.dumps(notebook, indent=1) + "\n")
     if failure is not None:
         raise EnvsError(f"{path} failed on {kernel_name}: {failure}")
+
+
+def write_juv(path: Path) -> tuple[str, int]:
+    """Write (or refresh) juv's PEP 723 cell and ``metadata["uv.lock"]`` from the environment
+    record the notebook carries, so juv opens it with the same versions. Returns the block and
+    the number of packages the lock holds."""
+    import nbformat
+    from nbformat.v4 import new_code_cell
+
+    from ..facade.interop import JUV_LOCK_KEY, juv_parts
+    from ..spec._carried import METADATA_KEY, Carried
+    from ..spec._pep723 import find_block
+
+    notebook = nbformat.read(str(path), as_version=4)  # type: ignore[no-untyped-call]
+    if METADATA_KEY not in notebook.metadata:
+        raise SpecError(
+            f"{path} carries no jupyter-envs environment record to write for juv: switch it to "
+            "an environment with %%env or %envs activate, and save it",
+            field="notebook",
+        )
+    record = Carried.from_metadata(notebook.metadata[METADATA_KEY])
+    block, uv_lock = juv_parts(record)
+    for cell in notebook.cells:
+        old = find_block(cell.source, str(path)) if cell.cell_type == "code" else None
+        if old is not None:
+            cell.source = cell.source.replace(old, block.rstrip("\n"))
+            break
+    else:
+        # Where juv puts it: a first code cell, its source hidden (it is only comments).
+        hidden = {"jupyter": {"source_hidden": True}}
+        cell = new_code_cell(block.rstrip("\n"), metadata=hidden)  # type: ignore[no-untyped-call]
+        notebook.cells.insert(0, cell)
+    notebook.metadata[JUV_LOCK_KEY] = uv_lock
+    nbformat.write(notebook, str(path))  # type: ignore[no-untyped-call]
+    return block, uv_lock.count("[[package]]")

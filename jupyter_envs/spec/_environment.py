@@ -321,7 +321,8 @@ class Environment(WithActions):
         base_dir: str | Path | None = None,
         source: str | None = None,
     ) -> Environment:
-        """Build from requirements.txt, environment.yml or Dockerfile *text*.
+        """Build from requirements.txt, environment.yml, Dockerfile, PEP 723 block or
+        pylock.toml *text*.
 
         ``format`` forces one; otherwise it is detected and recorded in :attr:`detected_format`.
         Files the text names (``-r``, ``-c``, ``-e``, local paths) are read relative to
@@ -334,6 +335,17 @@ class Environment(WithActions):
             env = cls.from_dockerfile(name, text if "\n" in text else text + "\n")
         elif fmt == _text.CONDA:
             env = cls._from_conda_text(name, text, source=source, base_dir=folder)
+        elif fmt == _text.SCRIPT:
+            from ._pep723 import read_script_metadata
+
+            meta = read_script_metadata(text, source or "the text")
+            if meta is None:
+                raise SpecError("has no '# /// script' block", field="text", source=source)
+            env = meta.environment(name)
+        elif fmt == _text.PYLOCK:
+            from ._pylock import environment_from_pylock
+
+            env = environment_from_pylock(name, text, source or "pylock.toml")
         else:
             parsed = parse_requirements_text(text, source=source, base_dir=folder)
             if not parsed.requirements and not any(o.startswith("-e ") for o in parsed.options):

@@ -1,4 +1,4 @@
-"""Telling requirements.txt, environment.yml and Dockerfile text apart."""
+"""Telling requirements.txt, environment.yml, Dockerfile, PEP 723 and pylock.toml text apart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from ..errors import SpecError
 REQUIREMENTS = "requirements.txt"
 CONDA = "environment.yml"
 DOCKERFILE = "Dockerfile"
-FORMATS = (REQUIREMENTS, CONDA, DOCKERFILE)
+#: A PEP 723 ``# /// script`` block (uv run scripts, marimo sandboxes, juv's notebook cell).
+SCRIPT = "PEP 723 script block"
+#: A PEP 751 lock file.
+PYLOCK = "pylock.toml"
+FORMATS = (REQUIREMENTS, CONDA, DOCKERFILE, SCRIPT, PYLOCK)
 
 _ALIASES = {
     "requirements": REQUIREMENTS,
@@ -26,7 +30,13 @@ _ALIASES = {
     "yml": CONDA,
     "dockerfile": DOCKERFILE,
     "docker": DOCKERFILE,
+    "pep723": SCRIPT,
+    "script": SCRIPT,
+    "pylock": PYLOCK,
+    "pylock.toml": PYLOCK,
 }
+_SCRIPT_START = re.compile(r"(?m)^# /// script\s*$")
+_PYLOCK_KEY = re.compile(r"(?m)^lock-version\s*=")
 _DOCKER_FIRST = re.compile(r"^(FROM|ARG)\s+\S", re.IGNORECASE)
 # Other Dockerfile instructions (upper case, followed by an argument that cannot continue a
 # requirement): such text is a Dockerfile missing its FROM, and the Dockerfile check says so,
@@ -41,6 +51,8 @@ _CONDA_KEYS = {"dependencies", "channels", "variables"}
 def other_formats_hint(chosen: str) -> str:
     """How to read text as another format than ``chosen`` (for the note a front-end prints)."""
     others = {REQUIREMENTS: "requirements", CONDA: "conda", DOCKERFILE: "dockerfile"}
+    if chosen not in others:  # a PEP 723 block or a pylock.toml: nothing else looks like one
+        return " or ".join(f"--format {word}" for word in others.values())
     return " or ".join(f"--format {word}" for fmt, word in others.items() if fmt != chosen)
 
 
@@ -50,7 +62,8 @@ def normalize_format(value: str) -> str:
         return _ALIASES[value.strip().lower()]
     except KeyError:
         raise SpecError(
-            f"unknown format {value!r} (use one of: requirements, conda, dockerfile)",
+            f"unknown format {value!r} (use one of: requirements, conda, dockerfile, pep723, "
+            "pylock)",
             field="format",
         ) from None
 
@@ -58,12 +71,18 @@ def normalize_format(value: str) -> str:
 def detect_format(text: str) -> str:
     """Guess the format of spec text.
 
-    Comment lines are skipped. A first instruction of ``FROM``/``ARG`` (or another Dockerfile
-    instruction) means a Dockerfile; a YAML document start (``---``) or directive, a YAML
+    A ``# /// script`` block means PEP 723; ``lock-version =`` with ``[[packages]]`` a
+    pylock.toml. Comment lines are skipped. A first instruction of ``FROM``/``ARG`` (or another
+    Dockerfile instruction) means a Dockerfile; a YAML document start (``---``) or directive, a YAML
     mapping with ``dependencies``/``channels``/``variables``/``name``, or a YAML list, means
     environment.yml; anything else is read as requirements.txt (whose own parser then reports
     any bad line).
     """
+    # A PEP 723 block is all comments: look for it before comments are skipped.
+    if _SCRIPT_START.search(text):
+        return SCRIPT
+    if _PYLOCK_KEY.search(text) and "[[packages]]" in text:
+        return PYLOCK
     lines = [ln.strip() for ln in text.splitlines()]
     meaningful = [ln for ln in lines if ln and not ln.startswith("#")]
     # A YAML document start ("---", after a comment block or not) or directive ("%YAML 1.2")

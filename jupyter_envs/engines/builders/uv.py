@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ...spec._environment import Environment
 
-__all__ = ["UvBuilder", "find_uv"]
+__all__ = ["UvBuilder", "find_uv", "uv_environment"]
 
 # uv's summary lines, mapped to how far through the install they put us.
 _UV_STEPS = (
@@ -46,6 +46,20 @@ def find_uv() -> str | None:
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):
         return shutil.which("uv")
+
+
+def uv_environment() -> tuple[dict[str, str], dict[str, str]]:
+    """The environment uv runs in (the host's pip configuration as uv's variables), and the
+    pip settings it honours (to tell the user)."""
+    env = dict(os.environ)
+    # A kernel started inside another venv must not make uv install into that one.
+    for var in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME"):
+        env.pop(var, None)
+    extra = pipconfig.uv_environment(env)
+    env.update(extra)
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    env["NO_COLOR"] = "1"
+    return env, pipconfig.pip_settings(env)
 
 
 class UvBuilder(Builder):
@@ -114,17 +128,6 @@ class UvBuilder(Builder):
             return f"its interpreter {artifact / 'bin' / 'python'} is gone"
         return problem
 
-    def _uv_env(self) -> tuple[dict[str, str], dict[str, str]]:
-        env = dict(os.environ)
-        # A kernel started inside another venv must not make uv install into that one.
-        for var in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME"):
-            env.pop(var, None)
-        extra = pipconfig.uv_environment(env)
-        env.update(extra)
-        env.setdefault("UV_PYTHON_DOWNLOADS", "never")
-        env["NO_COLOR"] = "1"
-        return env, pipconfig.pip_settings(env)
-
     def build(self, request: BuildRequest) -> Generator[Event, None, BuildOutput]:
         """uv venv → uv pip install (user requirements + kernel side) → freeze as the lock."""
         env = request.env
@@ -140,7 +143,7 @@ class UvBuilder(Builder):
         yield Progress("python", 0.02, "finding a Python interpreter")
         interp = select_interpreter(env.effective_python())
         yield LogLine(f"Using Python {interp.version} at {interp.path}")
-        uv_env, settings = self._uv_env()
+        uv_env, settings = uv_environment()
         if settings:
             yield LogLine(
                 "Honouring the host pip configuration: " + ", ".join(pipconfig.describe(settings))
