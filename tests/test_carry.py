@@ -252,3 +252,18 @@ def test_envs_restore_in_a_notebook_reads_the_notebook_it_runs_in(
     assert "demo v1 (built in" in out
     assert "jenv-demo-v1" in out  # not in a kernel here: told which kernel to pick
     assert b.get("demo").lock == record["lock"]
+
+
+def test_a_docker_lock_pins_the_base_image_digest_and_the_versions() -> None:
+    from jupyter_envs.engines.builders.dockerfile import render_dockerfile
+
+    env = Environment("img", pip=["six"], base_image="python:3.12-slim")
+    digest = "python@sha256:" + "a" * 64
+    lock = f"# base image: {digest}\nipykernel==6.29.5\nsix==1.16.0\n"
+    text = render_dockerfile(env, environ={}, lock=lock)
+    assert f"FROM {digest}\n" in text
+    assert "six==1.16.0" in text
+    assert "    six \\\n" not in text  # not the spec's bare "six"
+    # Without a digest (a local base image), the spec's base stays.
+    local = "# base image: python:3.12-slim (image sha256:" + "b" * 64 + ")\nsix==1.16.0\n"
+    assert "FROM python:3.12-slim\n" in render_dockerfile(env, environ={}, lock=local)

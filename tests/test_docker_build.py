@@ -347,3 +347,46 @@ def test_unreachable_engine_is_backend_unavailable(
     assert "not reachable" in (reason or "")
     with pytest.raises(BackendUnavailableError, match="'docker' builder"):
         Environment("dt-none", pip=["six"], base_image=BASE).build(ws=workspace)
+
+
+def test_a_carried_docker_lock_rebuilds_the_same_versions_on_its_base(
+    workspace: Workspace, name: str, tmp_path: Path
+) -> None:
+    """Issue #15: a Docker version's lock records its base image and every installed version;
+    another store ("machine") restoring the notebook's record installs exactly those."""
+    from jupyter_envs.facade.carry import carried, plan, restore
+
+    Environment(name, pip=["six"], base_image=BASE).build(ws=workspace)
+    first = EnvManager(workspace).record(name)
+    lock = first.lock or ""
+    base_id = _docker("image", "inspect", "-f", "{{.Id}}", BASE).strip()
+    # A locally built base has no registry digest: recorded by name and image id.
+    assert lock.splitlines()[0] == f"# base image: {BASE} (image {base_id})"
+    record = carried(first)
+
+    other = EnvManager(Workspace(tmp_path / "b" / "store", tmp_path / "b" / "kernels"))
+    shown = plan(other, record)
+    assert (shown.from_lock, shown.lock_usable, shown.base_image) == (
+        True,
+        True,
+        f"{BASE} (image {base_id})",
+    )
+    assert "six==1.17.0" in shown.installs
+    events = Recorder()
+    restore(other, record, on_event=events)
+    again = other.record(name)
+    pins = [ln for ln in lock.splitlines() if not ln.startswith("#")]
+    assert [ln for ln in (again.lock or "").splitlines() if not ln.startswith("#")] == pins
+    dockerfile = json.loads((Path(again.artifact or "") / "image.json").read_text())["dockerfile"]
+    assert "six==1.17.0" in dockerfile  # installed as locked, not as "six"
+    ipykernel = next(p for p in pins if p.lower().startswith("ipykernel=="))
+    assert ipykernel in dockerfile
+    assert "is not the one the lock was made on" not in events.text
+
+    # A lock made on another image of that name says so (the build goes on).
+    moved = carried(first).to_metadata()
+    moved["lock"] = lock.replace(base_id, "sha256:" + "0" * 64)
+    notes = Recorder()
+    third = EnvManager(Workspace(tmp_path / "c" / "store", tmp_path / "c" / "kernels"))
+    restore(third, type(record).from_metadata(moved), on_event=notes)
+    assert f"the base image {BASE} here is not the one the lock was made on" in notes.text

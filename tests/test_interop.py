@@ -24,7 +24,6 @@ from jupyter_envs.errors import SpecError
 from jupyter_envs.facade.carry import carried, read_notebook
 from jupyter_envs.frontends.cli import main
 from jupyter_envs.spec._pep723 import read_script_metadata, render_block
-from jupyter_envs.spec._pylock import environment_from_pylock
 from tests._wheels import tiny_wheel
 
 
@@ -213,11 +212,11 @@ def test_blocks_and_lock_files_that_are_wrong_say_where() -> None:
     with pytest.raises(SpecError, match="line 2, field 'pip': not a valid requirement"):
         Environment.from_text("x", '# /// script\n# dependencies = ["six ==== 1"]\n# ///\n')
     with pytest.raises(SpecError, match=r"lock-version '2\.0' is not one this version reads"):
-        environment_from_pylock("x", 'lock-version = "2.0"\n[[packages]]\nname = "six"\n')
+        Environment.from_text("x", 'lock-version = "2.0"\n[[packages]]\nname = "six"\n', "pylock")
     with pytest.raises(SpecError, match=r"'pylock.packages\[0\].version'"):
-        environment_from_pylock("x", 'lock-version = "1.0"\n[[packages]]\nname = "six"\n')
+        Environment.from_text("x", 'lock-version = "1.0"\n[[packages]]\nname = "six"\n', "pylock")
     with pytest.raises(SpecError, match="lists no"):
-        environment_from_pylock("x", 'lock-version = "1.0"\npackages = []\n')
+        Environment.from_text("x", 'lock-version = "1.0"\npackages = []\n', "pylock")
 
 
 def test_a_cell_or_file_with_a_block_or_a_pylock_is_detected() -> None:

@@ -6,6 +6,8 @@
   juv keeps in a notebook's ``metadata["uv.lock"]``).
 - :func:`requirements_of_script_lock` reads such a lock back as pinned requirement lines (with
   markers and hashes) that the uv builder installs exactly (``uv export --script --frozen``).
+- :func:`add_hashes` gives each pin of a lock the sha256 of the files a ``pylock.toml`` lists
+  for it (the uv builder records them: ``uv pip freeze`` has none).
 
 Each runs uv in a temporary folder with the host's pip configuration, like the uv builder.
 """
@@ -17,10 +19,23 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import BackendUnavailableError, EnvsError
-from .builders.uv import find_uv, uv_environment
+from packaging.utils import canonicalize_name
 
-__all__ = ["pylock", "requirements_of_script_lock", "script_lock"]
+from ..errors import BackendUnavailableError, EnvsError
+from ..spec._toml import tomllib
+from .builders.uvtool import find_uv, uv_environment
+
+__all__ = [
+    "SOURCE_OPTIONS",
+    "add_hashes",
+    "pylock",
+    "pylock_args",
+    "requirements_of_script_lock",
+    "script_lock",
+]
+
+#: Installer options that say where packages come from (what a lock's files are found through).
+SOURCE_OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "--no-index", "-i", "-f")
 
 _TIMEOUT = 300
 
@@ -48,16 +63,48 @@ def _uv(args: Sequence[str], cwd: Path, what: str) -> str:
     return done.stdout
 
 
+def pylock_args(lock: str, options: Iterable[str], python: str | None, folder: Path) -> list[str]:
+    """The uv arguments that write the ``pylock.toml`` of ``lock``'s pins (through the
+    ``options`` that say where packages come from) to ``folder/pylock.toml``."""
+    pins = [ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "-#"]
+    sources = [o for o in options if o.split(" ", 1)[0] in SOURCE_OPTIONS]
+    reqs = folder / "requirements.txt"
+    reqs.write_text("\n".join([*sources, *pins]) + "\n")
+    args = ["pip", "compile", str(reqs), "--format", "pylock.toml", "--no-header", "-q"]
+    if python:
+        args += ["--python-version", python]
+    return [*args, "-o", str(folder / "pylock.toml")]
+
+
 def pylock(lock: str, options: Iterable[str], python: str | None) -> str:
     """The PEP 751 ``pylock.toml`` of ``lock`` (pinned lines), found through ``options``."""
-    pins = [ln.strip() for ln in lock.splitlines() if ln.strip() and not ln.startswith("-e ")]
     with tempfile.TemporaryDirectory(prefix="jupyter-envs-pylock-") as tmp:
-        reqs = Path(tmp) / "requirements.txt"
-        reqs.write_text("\n".join([*options, *pins]) + "\n")
-        args = ["pip", "compile", str(reqs), "--format", "pylock.toml", "--no-header", "-q"]
-        if python:
-            args += ["--python-version", python]
-        return _uv(args, Path(tmp), "writing pylock.toml")
+        _uv(pylock_args(lock, options, python, Path(tmp)), Path(tmp), "writing pylock.toml")
+        return (Path(tmp) / "pylock.toml").read_text()
+
+
+def add_hashes(lock: str, pylock_text: str) -> str:
+    """``lock`` with ``--hash=sha256:...`` on each ``name==version`` line that has none, for
+    every file (wheels for this platform, the sdist) ``pylock_text`` lists for that version."""
+    data = tomllib.loads(pylock_text)
+    known: dict[tuple[str, str], list[str]] = {}
+    for pkg in data.get("packages", []):
+        files = [pkg.get("sdist"), *(pkg.get("wheels") or [])]
+        digests = sorted(
+            f["hashes"]["sha256"]
+            for f in files
+            if isinstance(f, dict) and isinstance(f.get("hashes"), dict) and "sha256" in f["hashes"]
+        )
+        if digests and isinstance(pkg.get("version"), str):
+            known[(canonicalize_name(pkg["name"]), pkg["version"])] = digests
+    lines = []
+    for line in lock.splitlines():
+        name, sep, version = line.partition("==")
+        found = known.get((canonicalize_name(name.strip()), version.strip())) if sep else None
+        if found and "--hash" not in line and ";" not in line:
+            line = line.strip() + "".join(f" --hash=sha256:{d}" for d in found)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def script_lock(block: str) -> str:

@@ -116,7 +116,8 @@ class RestorePlan:
     from_lock: bool
     #: Whether the builder it needs here can install a lock (else only a re-resolve works).
     lock_usable: bool
-    #: What gets installed: the locked pins, or the spec's requirements (conda ones first).
+    #: What gets installed: the locked pins (without their hashes), or the spec's requirements
+    #: (conda ones first).
     installs: tuple[str, ...]
     channels: tuple[str, ...]
     pip_options: tuple[str, ...]
@@ -219,7 +220,12 @@ def plan(
             "its spec (versions may differ from the first machine's)"
         )
     if from_lock:
-        installs = tuple(ln.strip() for ln in (record.lock or "").splitlines() if ln.strip())
+        # Shown without their file hashes (checked when installing, not read by people).
+        installs = tuple(
+            ln.split(" --hash", 1)[0].strip()
+            for ln in (record.lock or "").splitlines()
+            if ln.strip() and not ln.startswith("#")
+        )
     else:
         conda = env.python.conda_dependencies
         installs = (*(conda.conda_packages if conda else ()), *env.all_pip_requirements())
@@ -233,10 +239,21 @@ def plan(
         channels=conda.channels if conda else (),
         pip_options=env.all_pip_options(),
         local_paths=env.local_paths(),
-        base_image=resolved.docker.base_image if env.kind == "docker" else None,
+        base_image=_base_image(resolved, record.lock if from_lock else None),
         warnings=tuple(warnings),
         existing=existing,
     )
+
+
+def _base_image(env: Environment, lock: str | None) -> str | None:
+    """The base image a Docker restore builds on: the one the lock records (by digest when it
+    has one), else the spec's."""
+    if env.kind != "docker":
+        return None
+    for line in (lock or "").splitlines():
+        if line.startswith("# base image: "):
+            return line.removeprefix("# base image: ").strip()
+    return env.docker.base_image
 
 
 def unhonoured(lock: str, error: BuildError) -> list[str]:
@@ -245,6 +262,8 @@ def unhonoured(lock: str, error: BuildError) -> list[str]:
     said = re.sub(r"[-_.]+", "-", said)
     found = []
     for line in lock.splitlines():
+        if line.startswith("#"):
+            continue
         pin = line.split(";", 1)[0].split(" --hash", 1)[0].strip()
         name = re.split(r"[=<>!~ @\[]", pin, maxsplit=1)[0]
         key = re.sub(r"[-_.]+", "-", name.lower())

@@ -23,7 +23,7 @@ from ..engines.uvlock import requirements_of_script_lock, script_lock
 from ..errors import SpecError
 from ..spec._carried import Carried
 from ..spec._environment import Environment
-from ..spec._pep723 import find_block, read_script_metadata, render_block
+from ..spec._pep723 import find_block, render_block
 
 __all__ = ["JUV_LOCK_KEY", "from_juv_notebook", "from_script", "juv_parts", "pep723_block"]
 
@@ -57,18 +57,16 @@ def from_script(path: Path) -> Carried:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(f"cannot read {path}: {exc.strerror}", field="notebook") from None
-    meta = read_script_metadata(text, str(path))
-    if meta is None:
+    block = find_block(text, str(path))
+    if block is None:
         raise SpecError(
             f"{path} has no '# /// script' block (PEP 723) declaring its dependencies",
             field="notebook",
         )
-    env = meta.environment(env_name_for(path))
+    env = Environment.from_text(env_name_for(path), block, "pep723", source=str(path))
     lock_file = path.with_name(path.name + ".lock")
     lock = None
     if lock_file.is_file():
-        block = find_block(text, str(path))
-        assert block is not None
         lock = requirements_of_script_lock(block, lock_file.read_text())
     return _carried(env, lock)
 
@@ -94,9 +92,9 @@ def from_juv_notebook(path: Path, notebook: Mapping[str, Any]) -> Carried | None
     block = juv_block(notebook.get("cells"))
     if block is None:
         return None
-    meta = read_script_metadata(block, f"{path}'s PEP 723 cell")
-    assert meta is not None
-    env = meta.environment(env_name_for(path))
+    env = Environment.from_text(
+        env_name_for(path), block, "pep723", source=f"{path}'s PEP 723 cell"
+    )
     metadata = notebook.get("metadata")
     uv_lock = metadata.get(JUV_LOCK_KEY) if isinstance(metadata, dict) else None
     if uv_lock is not None and not isinstance(uv_lock, str):

@@ -26,6 +26,8 @@ from ._fields import (
     check_interruptible,
     req_key,
 )
+from ._pep723 import read_script_metadata
+from ._pylock import read_pylock
 from ._requirements import (
     check_conflicts,
     parse_pip_options,
@@ -336,16 +338,21 @@ class Environment(WithActions):
         elif fmt == _text.CONDA:
             env = cls._from_conda_text(name, text, source=source, base_dir=folder)
         elif fmt == _text.SCRIPT:
-            from ._pep723 import read_script_metadata
-
             meta = read_script_metadata(text, source or "the text")
             if meta is None:
                 raise SpecError("has no '# /// script' block", field="text", source=source)
-            env = meta.environment(name)
+            env = cls(
+                name,
+                python=meta.requires_python,
+                pip=meta.dependencies,
+                pip_options=meta.pip_options,
+                pip_constraints=meta.constraints,
+            )
         elif fmt == _text.PYLOCK:
-            from ._pylock import environment_from_pylock
-
-            env = environment_from_pylock(name, text, source or "pylock.toml")
+            locked = read_pylock(text, source or "pylock.toml")
+            env = cls(
+                name, python=locked.python, pip=locked.requirements, pip_options=locked.options
+            )
         else:
             parsed = parse_requirements_text(text, source=source, base_dir=folder)
             if not parsed.requirements and not any(o.startswith("-e ") for o in parsed.options):

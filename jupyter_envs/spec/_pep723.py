@@ -1,7 +1,8 @@
 """PEP 723 inline script metadata: the ``# /// script`` block.
 
 Scripts run by ``uv run`` and marimo's sandbox notebooks carry their dependencies in it, and
-juv puts one in a notebook's first code cell. Reading one gives an :class:`Environment`;
+juv puts one in a notebook's first code cell. Reading one gives a :class:`ScriptMetadata`
+(``Environment.from_text`` makes the environment);
 :func:`render_block` writes one (``jupyter envs export --format pep723``, and the cell that keeps
 a notebook openable by juv).
 
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SpecError
-from ._environment import Environment
 from ._requirements import parse_requirement
 from ._toml import tomllib
 
@@ -41,16 +41,6 @@ class ScriptMetadata:
     pip_options: tuple[str, ...]
     #: ``[tool.uv] constraint-dependencies``.
     constraints: tuple[str, ...]
-
-    def environment(self, name: str) -> Environment:
-        """The block as an environment named ``name`` (a SpecError names a bad entry)."""
-        return Environment(
-            name,
-            python=self.requires_python,
-            pip=self.dependencies,
-            pip_options=self.pip_options,
-            pip_constraints=self.constraints,
-        )
 
 
 def find_block(text: str, source: str = "the script") -> str | None:

@@ -1,4 +1,5 @@
-"""PEP 751 lock files (``pylock.toml``) read as an environment: every package pinned.
+"""PEP 751 lock files (``pylock.toml``) read as what an environment installs: every package
+pinned (``Environment.from_text`` makes the environment).
 
 ``jupyter envs create -f pylock.toml NAME`` builds one. Each ``[[packages]]`` entry becomes a
 requirement pinned to its version (with its marker, and the sha256 hashes of its wheels and
@@ -11,13 +12,13 @@ machine (``file://`` URLs: a find-links folder) become find-links.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SpecError
-from ._environment import Environment
 from ._toml import tomllib
 
-__all__ = ["environment_from_pylock", "looks_like_pylock"]
+__all__ = ["LockedPackages", "looks_like_pylock", "read_pylock"]
 
 PYPI = "https://pypi.org/simple"
 
@@ -31,8 +32,17 @@ def looks_like_pylock(text: str) -> bool:
     return "lock-version" in data and isinstance(data.get("packages"), list)
 
 
-def environment_from_pylock(name: str, text: str, source: str = "pylock.toml") -> Environment:
-    """The environment that installs exactly what the lock file lists."""
+@dataclass(frozen=True)
+class LockedPackages:
+    """What a lock file installs, as an environment's requirements, options and Python."""
+
+    requirements: tuple[str, ...]
+    options: tuple[str, ...]
+    python: str | None
+
+
+def read_pylock(text: str, source: str = "pylock.toml") -> LockedPackages:
+    """Exactly what the lock file lists; a SpecError names the entry at fault."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -55,11 +65,10 @@ def environment_from_pylock(name: str, text: str, source: str = "pylock.toml") -
     for folder in _local_folders(packages):
         options.append(f"--find-links {folder}")
     requires = data.get("requires-python")
-    return Environment(
-        name,
+    return LockedPackages(
+        requirements=tuple(requirements),
+        options=tuple(options),
         python=_python_of(requires) if isinstance(requires, str) else None,
-        pip=requirements,
-        pip_options=options,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +18,8 @@ from ...events import Event, LogLine, Progress
 from .. import docker as _docker
 from ..kernels.runtimes import KernelTarget
 from .base import Builder, BuildOutput, BuildRequest
-from .dockerfile import prepare_context
-from .images import build_image, inspect_python
+from .dockerfile import base_image_line, locked_base, prepare_context
+from .images import base_reference, build_image, inspect_python
 
 if TYPE_CHECKING:
     import docker
@@ -56,8 +56,9 @@ class DockerBuilder(Builder):
     """
 
     name = "docker"
-    # The image is rebuilt from its Dockerfile; pinning apt and the base digest is not done yet.
-    honours_lock = False
+    # From a lock: its pip versions, on the base image digest it records (apt packages are
+    # installed at the versions the base image's sources have then).
+    honours_lock = True
 
     def detect(self, env: Environment) -> bool:
         """Any Docker setting, or a prebuilt image."""
@@ -75,7 +76,11 @@ class DockerBuilder(Builder):
             yield Progress("dockerfile", 0.01, "writing the Dockerfile")
             context = request.staging.parent / f"{request.staging.name}.context"
             try:
-                plan = prepare_context(env, context, runtime_dir=request.runtime_dir)
+                plan = prepare_context(
+                    env, context, runtime_dir=request.runtime_dir, lock=request.lock
+                )
+                if request.lock is not None:
+                    yield from _check_locked_base(client, plan.base_image, request.lock)
                 request.staging.mkdir(parents=True, exist_ok=True)
                 (request.staging / "Dockerfile").write_text(plan.dockerfile)
                 if plan.buildargs:
@@ -86,6 +91,8 @@ class DockerBuilder(Builder):
                 shutil.rmtree(context, ignore_errors=True)
             yield Progress("lock", 0.9, "recording the installed packages")
             version, lock = inspect_python(client, image.tag, plan.python, env.name)
+            if plan.base_image is not None:
+                lock = base_image_line(*base_reference(client, plan.base_image)) + "\n" + lock
             details = {
                 "image_id": image.id,
                 "tag": image.tag,
@@ -191,3 +198,19 @@ def read_image_json(artifact: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "tag" not in data:
         raise BuildError(f"{artifact / IMAGE_JSON} names no image")
     return data
+
+
+def _check_locked_base(
+    client: docker.DockerClient, base: str | None, lock: str
+) -> Iterator[LogLine]:
+    """Say so when the base image here is not the one the lock was made on (a local image,
+    recorded by id: there is no digest to pin it by)."""
+    ref, image_id = locked_base(lock)
+    if base is None or ref is None or image_id is None:
+        return
+    here = base_reference(client, base)[1]
+    if here is not None and here != image_id:
+        yield LogLine(
+            f"Note: the base image {base} here is not the one the lock was made on "
+            f"(image {here}, there {image_id}): system packages may differ"
+        )

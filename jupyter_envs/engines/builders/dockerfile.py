@@ -125,14 +125,42 @@ def _name_last_stage(dockerfile: str, default: str) -> tuple[str, str]:
     return dockerfile, default
 
 
-def render_dockerfile(env: Environment, *, environ: dict[str, str] | None = None) -> str:
+def render_dockerfile(
+    env: Environment, *, environ: dict[str, str] | None = None, lock: str | None = None
+) -> str:
     """The Dockerfile that building ``env`` runs, exactly (see the module docstring).
 
     Deterministic for a spec and a host configuration: equal specs give equal text, so the
     legacy builder's layer cache applies. ``environ`` stands in for ``os.environ`` (tests).
+    With ``lock`` (a Docker version's lock, carried by a notebook) the image installs exactly
+    the locked versions, on the base image digest the lock records when there is one.
     """
     settings = index_settings(env, environ)
-    return _render(env, settings)
+    return _render(env, settings, lock)
+
+
+#: The lock's first line for a Docker version: the base image, by digest when the engine knows
+#: one (``python@sha256:...``), else by name and image id (a local image has no digest).
+BASE_IMAGE_LINE = "# base image: "
+
+
+def base_image_line(reference: str, image_id: str | None = None) -> str:
+    """The lock line that records the base image."""
+    return BASE_IMAGE_LINE + reference + (f" (image {image_id})" if image_id else "")
+
+
+def locked_base(lock: str | None) -> tuple[str | None, str | None]:
+    """(reference, image id) of the base image a Docker lock records, or (None, None)."""
+    for line in (lock or "").splitlines():
+        if line.startswith(BASE_IMAGE_LINE):
+            ref, _, rest = line[len(BASE_IMAGE_LINE) :].strip().partition(" ")
+            image_id = rest.strip().removeprefix("(image ").removesuffix(")") or None
+            return ref, image_id
+    return None, None
+
+
+def _locked_pins(lock: str) -> list[str]:
+    return sorted(ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "#-")
 
 
 _IMAGE_OPTIONS = ("--index-url", "--extra-index-url", "--find-links")
@@ -193,7 +221,7 @@ def _refuse_what_an_image_cannot_take(env: Environment) -> None:
         )
 
 
-def _render(env: Environment, settings: IndexSettings) -> str:
+def _render(env: Environment, settings: IndexSettings, lock: str | None = None) -> str:
     conda = env.python.conda_dependencies
     if conda is not None and conda.needs_conda():
         raise BuildError(
@@ -206,6 +234,9 @@ def _render(env: Environment, settings: IndexSettings) -> str:
         check_classic_syntax(env.docker.base_dockerfile)
     user_managed = env.python.user_managed_dependencies
     requirements = sorted(env.all_pip_requirements())
+    if lock is not None and not user_managed:
+        # The lock wins over the spec: the versions of the first build, kernel side included.
+        requirements = _locked_pins(lock)
     if user_managed and requirements:
         raise BuildError(
             "python.user_managed_dependencies: the image's interpreter is used as it is, so "
@@ -233,6 +264,9 @@ def _render(env: Environment, settings: IndexSettings) -> str:
             out.append("USER root")
     else:
         base = env.docker.base_image or env.image or default_base_image()
+        pinned, _image_id = locked_base(lock)
+        if pinned and "@sha256:" in pinned:
+            base = pinned  # the very image the lock was made on
         out.append(f"FROM {base}" + (f" AS {base_stage}" if separate_install else ""))
     if with_ca:
         out.append(f"COPY {_CA_NAME} {_BUILD_DIR}/ca.crt")
@@ -368,6 +402,7 @@ def prepare_context(
     *,
     runtime_dir: Path | None = None,
     tag: str | None = None,
+    lock: str | None = None,
 ) -> BuildPlan:
     """Write the Dockerfile, the CA bundle and the jupyter_envs package into a build context.
 
@@ -375,7 +410,7 @@ def prepare_context(
     ``runtime_dir`` is the store's runtime copy of the package; the running package otherwise.
     """
     settings = index_settings(env)
-    text = _render(env, settings)
+    text = _render(env, settings, lock)
     context = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="jenv-"))
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(text)
@@ -398,10 +433,15 @@ def prepare_context(
         notes=settings.notes,
         base_image=None
         if env.docker.base_dockerfile
-        else (env.docker.base_image or env.image or default_base_image()),
+        else (_pinned_base(lock) or env.docker.base_image or env.image or default_base_image()),
         python=_kernel_python(env),
         private_stages=("jenv-install",) if separate else (),
     )
+
+
+def _pinned_base(lock: str | None) -> str | None:
+    pinned, _ = locked_base(lock)
+    return pinned if pinned and "@sha256:" in pinned else None
 
 
 def image_details(env: Environment) -> dict[str, Any]:

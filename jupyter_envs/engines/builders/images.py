@@ -27,7 +27,13 @@ from .dockerfile import BuildPlan
 if TYPE_CHECKING:
     import docker
 
-__all__ = ["BuiltImage", "build_image", "inspect_python", "run_in_image"]
+__all__ = [
+    "BuiltImage",
+    "base_reference",
+    "build_image",
+    "inspect_python",
+    "run_in_image",
+]
 
 TAIL_LINES = 30
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -63,7 +69,10 @@ def _ensure_base_image(
     except docker.errors.ImageNotFound:
         pass
     yield LogLine(f"Base image {image} is not on this machine; pulling it")
-    repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    if "@" in image:  # pinned by digest: the engine takes the digest where a tag goes
+        repo, _, tag = image.partition("@")
+    else:
+        repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
     try:
         for item in client.api.pull(repo, tag=tag or "latest", stream=True, decode=True):
             if "error" in item:
@@ -262,6 +271,22 @@ _INSPECT_SCRIPT = (
     "    if name: seen.setdefault(name.lower(), f'{name}=={d.version}')\n"
     "print('\\n'.join(sorted(seen.values(), key=str.lower)))\n"
 )
+
+
+def base_reference(client: docker.DockerClient, image: str) -> tuple[str, str | None]:
+    """How a lock records the base image: its registry digest (``repo@sha256:...``) when the
+    engine knows one, else (a locally built image) its name and image id."""
+    import docker.errors
+
+    if "@sha256:" in image:
+        return image, None
+    try:
+        found = client.images.get(image)
+    except (docker.errors.ImageNotFound, docker.errors.APIError):
+        return image, None
+    repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+    digests = [d for d in found.attrs.get("RepoDigests") or [] if d.split("@", 1)[0] == repo]
+    return (digests[0], None) if digests else (image, str(found.id))
 
 
 def inspect_python(

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 
 from ...errors import BuildCancelledError, BuildError
 from ...events import Event, LogLine, Progress
+from .. import uvlock
 from ..kernels.runtimes import KernelTarget
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from . import bytecode, pipconfig
 from ._process import run_streaming
 from .base import Builder, BuildOutput, BuildRequest
 from .pythons import python_site_packages, select_interpreter
+from .uvtool import find_uv, uv_environment
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -33,33 +35,6 @@ _UV_STEPS = (
     (re.compile(r"^Installed \d+ package"), 0.9, "installed"),
 )
 RUNTIME_PTH = "_jupyter_envs_runtime.pth"
-
-
-def find_uv() -> str | None:
-    """The uv executable: ``JUPYTER_ENVS_UV``, the one installed with this Python, or PATH."""
-    explicit = os.environ.get("JUPYTER_ENVS_UV")
-    if explicit:
-        return explicit
-    try:
-        from uv import find_uv_bin
-
-        return str(find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
-
-
-def uv_environment() -> tuple[dict[str, str], dict[str, str]]:
-    """The environment uv runs in (the host's pip configuration as uv's variables), and the
-    pip settings it honours (to tell the user)."""
-    env = dict(os.environ)
-    # A kernel started inside another venv must not make uv install into that one.
-    for var in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME"):
-        env.pop(var, None)
-    extra = pipconfig.uv_environment(env)
-    env.update(extra)
-    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
-    env["NO_COLOR"] = "1"
-    return env, pipconfig.pip_settings(env)
 
 
 class UvBuilder(Builder):
@@ -120,6 +95,40 @@ class UvBuilder(Builder):
             f"Bytecode for kernel start: {len(plan.links)} files ({len(plan.missing)} compiled "
             f"now, {placed} placed)"
         )
+
+    def _hashed(
+        self,
+        uv: str,
+        lock: str,
+        options: list[str],
+        python: str,
+        request: BuildRequest,
+        uv_env: dict[str, str],
+    ) -> Generator[Event, None, str]:
+        """The lock with the sha256 of each pinned version's files (for this platform, and its
+        sdist), read from a ``pylock.toml`` uv writes for the pins. Best effort: without them
+        (an index that lists no hashes, no network) the lock is the plain freeze."""
+        yield Progress("lock", 0.96, "recording file hashes")
+        folder = request.staging / ".jupyter-envs-pylock"
+        folder.mkdir(exist_ok=True)
+        try:
+            args = uvlock.pylock_args(lock, options, python, folder)
+            yield from run_streaming(
+                [uv, *args],
+                env=uv_env,
+                cancel=request.cancel,
+                what="uv pip compile (file hashes for the lock)",
+                env_name=request.env.name,
+            )
+            return uvlock.add_hashes(lock, (folder / "pylock.toml").read_text())
+        except BuildCancelledError:
+            raise
+        except (BuildError, OSError, ValueError) as exc:
+            why = exc.message if isinstance(exc, BuildError) else str(exc)
+            yield LogLine(f"File hashes not recorded in the lock: {why}")
+            return lock
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def artifact_problem(self, artifact: Path) -> str | None:
         """The venv's directory and its interpreter must still be there."""
@@ -221,6 +230,7 @@ class UvBuilder(Builder):
             collect=True,
         )
         lock = "\n".join(line for line in frozen if line and not line.startswith("Using ")) + "\n"
+        lock = yield from self._hashed(uv, lock, options, str(interp.version), request, uv_env)
         return BuildOutput(
             lock=lock,
             python_version=str(interp.version),
