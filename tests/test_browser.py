@@ -66,6 +66,20 @@ def _open(browser: Any, server: JupyterServer, url_path: str, *, kernel: bool = 
     return page
 
 
+JS_JUV = """(() => {
+  const model = window.jupyterapp.shell.currentWidget.content.model;
+  const lock = model.getMetadata('uv.lock');
+  if (!lock) return null;
+  const first = model.cells.get(0);
+  const meta = first.sharedModel.getMetadata();
+  return {
+    first: first.sharedModel.getSource(),
+    hidden: !!(meta.jupyter && meta.jupyter.source_hidden),
+    lock,
+  };
+})()"""
+
+
 def _switch_and_check(page: Any, server: JupyterServer, timeout_ms: int) -> dict[str, Any]:
     before = page.evaluate(JS_PANEL)
     assert before["kernelName"] == "python3"
@@ -123,6 +137,14 @@ def test_env_cell_switches_the_notebook(
             assert after["metadata"]["format"] == 1
             assert "six==" in after["metadata"]["lock"]
             assert after["metadata"]["spec"]["name"] == "e2e"
+            # Offered once: the same environment written the way juv keeps it.
+            page.get_by_role("button", name="Write them").click(timeout=30_000)
+            page.wait_for_function(JS_JUV + " !== null", timeout=60_000)
+            juv = page.evaluate(JS_JUV)
+            assert juv["first"].startswith("# /// script\n")
+            assert '"six==1.17.0",' in juv["first"]
+            assert juv["hidden"] is True
+            assert 'name = "six"\nversion = "1.17.0"' in juv["lock"]
         finally:
             page.close()
 

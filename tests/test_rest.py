@@ -307,6 +307,7 @@ ROUTES = [
     ("POST", ("switch", "prepare")),
     ("POST", ("restore",)),
     ("POST", ("restore", "preview")),
+    ("POST", ("juv",)),
 ]
 
 

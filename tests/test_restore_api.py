@@ -150,3 +150,21 @@ async def test_a_kernel_restores_through_the_server(api: Api) -> None:
     assert seen  # progress and log lines came through
     _, version = await api.call("GET", "environments", "demo")
     assert (version["version"], version["lock"]) == (result.version, record["lock"])
+
+
+@pytest.mark.integration
+@on_loop
+async def test_juv_parts_for_a_record(api: Api) -> None:
+    """``POST juv``: the PEP 723 cell and uv.lock the labextension writes to keep a notebook
+    readable by juv (real ``uv lock --script``)."""
+    record = await carried_record(api, "demo", "six==1.17.0")
+    code, parts = await api.call("POST", "juv", body={"metadata": record})
+    assert code == 200, parts
+    assert parts["cell"].startswith("# /// script\n")
+    assert '#     "six==1.17.0",' in parts["cell"]
+    assert 'name = "six"\nversion = "1.17.0"' in parts["uv_lock"]
+    code, error = await api.call("POST", "juv", body={"metadata": _tampered(record)})
+    assert code == 400
+    assert "does not match its spec hash" in error["message"]
+    code, error = await api.call("POST", "juv", body={"metadata": record, "x": 1})
+    assert code == 400

@@ -38,6 +38,7 @@ import {
   ReadonlyPartialJSONObject,
   ReadonlyPartialJSONValue
 } from '@lumino/coreutils';
+import { juvCellIndex, writeJuv } from './juv';
 import { RestoreNotice } from './restore';
 
 /** Comm target the kernel side opens to ask for a kernel switch. */
@@ -430,6 +431,57 @@ class PanelWatcher {
       `${this._panel.title.label}: switched to environment ${label} (kernel ${kernel_name})`,
       { autoClose: 5000 }
     );
+    if (carried) {
+      void this._keepJuv(carried, label);
+    }
+  }
+
+  /**
+   * A notebook with a juv cell gets it refreshed (kept in step with the
+   * environment just recorded); one without is offered it, once a session.
+   */
+  private async _keepJuv(
+    record: ReadonlyPartialJSONObject,
+    label: string
+  ): Promise<void> {
+    const settings = this._app.serviceManager.serverSettings;
+    const write = async (): Promise<void> => {
+      try {
+        await writeJuv(this._panel, settings, record);
+        Notification.success(
+          `${this._panel.title.label}: its PEP 723 cell and uv.lock (for juv and uv) ` +
+            `now pin environment ${label}`,
+          { autoClose: 5000 }
+        );
+      } catch (error) {
+        Notification.warning(
+          `${this._panel.title.label}: could not write its cell for juv: ${errorMessage(error)}`,
+          { autoClose: false }
+        );
+      }
+    };
+    if (juvCellIndex(this._panel) >= 0) {
+      await write();
+      return;
+    }
+    if (this._juvOffered) {
+      return;
+    }
+    this._juvOffered = true;
+    Notification.info(
+      `${this._panel.title.label}: juv and uv can open this notebook with the same ` +
+        'versions too, if it keeps a PEP 723 cell and a uv.lock.',
+      {
+        autoClose: 20000,
+        actions: [
+          {
+            label: 'Write them',
+            caption: 'Add a hidden first cell with the PEP 723 block, and metadata uv.lock',
+            callback: () => void write()
+          }
+        ]
+      }
+    );
   }
 
   /**
@@ -483,6 +535,7 @@ class PanelWatcher {
 
   private _kernel: Kernel.IKernelConnection | null = null;
   private _switching = false;
+  private _juvOffered = false;
 }
 
 /**

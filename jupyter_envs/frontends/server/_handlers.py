@@ -33,6 +33,8 @@ from ...errors import (
     SpecError,
     SpecTooLargeError,
 )
+from ...facade.interop import juv_parts
+from ...spec._carried import Carried
 from ._logstream import follow
 from ._payloads import environment_json, parse_create, parse_restore, version_json
 from ._switch import switch_session
@@ -413,6 +415,23 @@ class RestoreHandler(EnvsAPIHandler):
         self.reply(job.to_json(), status=202)
 
 
+class JuvHandler(EnvsAPIHandler):
+    """``POST`` makes what a notebook needs so juv opens it with the same versions."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Body ``{metadata}`` (a notebook's ``metadata.jupyter_envs``): ``{"cell", "uv_lock"}``,
+        the PEP 723 cell source and the ``metadata["uv.lock"]`` text (``uv lock --script``)."""
+        body = self.json_body()
+        if not isinstance(body, dict) or set(body) != {"metadata"}:
+            raise SpecError("the body must be a JSON object with only 'metadata'")
+        self.envs.limits.check_object(body["metadata"], field="metadata")
+        record = Carried.from_metadata(body["metadata"])
+        cell, uv_lock = await asyncio.to_thread(juv_parts, record)
+        self.reply({"cell": cell.rstrip("\n"), "uv_lock": uv_lock})
+
+
 def _switch_fields(body: object, optional: tuple[str, ...] = ()) -> dict[str, str]:
     """``kernel_id`` and ``kernel_name`` (and the ``optional`` ones given) from a switch body."""
     if not isinstance(body, dict):
@@ -527,5 +546,6 @@ def default_handlers(
         ("switch/prepare", PrepareSwitchHandler),
         ("restore", RestoreHandler),
         ("restore/preview", RestorePreviewHandler),
+        ("juv", JuvHandler),
     ]
     return [(f"{API_PREFIX}/{path}", handler, {"envs": envs}) for path, handler in routes]
