@@ -305,6 +305,46 @@ def test_a_notebook_whose_env_is_missing_offers_to_build_it_and_switches(
             page.close()
 
 
+def test_a_lock_that_cannot_be_honoured_offers_to_re_resolve(browser: Any, tmp_path: Path) -> None:
+    """The locked version is gone from the index: the notice names it, builds nothing until
+    asked, and its Re-resolve button builds from the spec (the newer release) and switches."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    tiny_wheel(wheels, "1.0")
+    first = Workspace(tmp_path / "a" / "store", tmp_path / "a" / "kernels")
+    Environment.from_text("gone", f"--find-links {wheels}\njenvs-tinypkg\n").build(ws=first)
+    record = carried(first.get("gone")).to_metadata()
+    (wheels / "jenvs_tinypkg-1.0-py3-none-any.whl").unlink()  # withdrawn
+    tiny_wheel(wheels, "2.0")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "g.ipynb", ["print(1)"], metadata={"jupyter_envs": record})
+    with jupyter_server("lab", root, tmp_path / "server") as server:
+        page = _open(browser, server, "/lab/tree/g.ipynb")
+        try:
+            page.click(".jp-envs-restore-build", timeout=30_000)
+            page.wait_for_selector(".jp-envs-restore-reresolve", timeout=180_000)
+            text = page.evaluate(JS_NOTICE)
+            assert "the notebook's lock cannot be honoured on this machine" in text, text
+            assert "jenvs-tinypkg==1.0" in text
+            assert server.api("GET", "/jupyter-envs/api/environments") == []  # nothing kept
+            page.click(".jp-envs-restore-reresolve")
+            page.wait_for_function(
+                f"() => {{ const p = ({JS_PANEL})(); "
+                "return p && p.kernelName === 'jenv-gone-v1' && p.status === 'idle'; }",
+                timeout=180_000,
+            )
+            out = page.evaluate(JS_EXECUTE, "import jenvs_tinypkg; print(jenvs_tinypkg.VERSION)")
+            assert out.strip() == "2.0"
+            builds = server.api("GET", "/jupyter-envs/api/builds")
+            assert [(b["status"], b["from_lock"]) for b in builds] == [
+                ("failed", True),
+                ("succeeded", False),
+            ]
+        finally:
+            page.close()
+
+
 def test_a_tampered_record_is_shown_as_an_error_and_nothing_is_built(
     browser: Any, tmp_path: Path
 ) -> None:
