@@ -63,9 +63,17 @@ def _uv(args: Sequence[str], cwd: Path, what: str) -> str:
     return done.stdout
 
 
-def pylock_args(lock: str, options: Iterable[str], python: str | None, folder: Path) -> list[str]:
+def pylock_args(
+    lock: str,
+    options: Iterable[str],
+    python: str | None,
+    folder: Path,
+    *,
+    offline: bool = False,
+) -> list[str]:
     """The uv arguments that write the ``pylock.toml`` of ``lock``'s pins (through the
-    ``options`` that say where packages come from) to ``folder/pylock.toml``."""
+    ``options`` that say where packages come from) to ``folder/pylock.toml``. ``offline``: from
+    uv's cache only (right after installing the pins it has every index page needed)."""
     pins = [ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "-#"]
     sources = [o for o in options if o.split(" ", 1)[0] in SOURCE_OPTIONS]
     reqs = folder / "requirements.txt"
@@ -73,6 +81,8 @@ def pylock_args(lock: str, options: Iterable[str], python: str | None, folder: P
     args = ["pip", "compile", str(reqs), "--format", "pylock.toml", "--no-header", "-q"]
     if python:
         args += ["--python-version", python]
+    if offline:
+        args.append("--offline")
     return [*args, "-o", str(folder / "pylock.toml")]
 
 
