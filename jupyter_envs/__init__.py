@@ -26,6 +26,7 @@ from .errors import (
     EnvsError,
     KernelLaunchError,
     KernelStartError,
+    LockNotHonouredError,
     NotFoundError,
     PythonNotFoundError,
     ReadOnlyStoreError,
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .engines.store import Workspace
     from .facade.container import Container
     from .facade.manager import BuildResult, EnvManager
+    from .frontends.panel import panel
     from .spec import CondaDependencies, DockerSection, Environment, PythonSection, Resources
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "EnvsError",
     "KernelLaunchError",
     "KernelStartError",
+    "LockNotHonouredError",
     "LogLine",
     "NotFoundError",
     "Progress",
@@ -77,6 +80,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "load_ipython_extension",
+    "panel",
 ]
 
 # Where each lazily imported public name lives.
@@ -92,6 +96,7 @@ _LAZY = {
     "Environment": "spec",
     "PythonSection": "spec",
     "Resources": "spec",
+    "panel": "frontends.panel",
 }
 
 bind_actions(FacadeActions())

@@ -7,7 +7,7 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-__all__ = ["tiny_wheel"]
+__all__ = ["slow_project", "tiny_wheel"]
 
 
 def tiny_wheel(folder: Path, version: str) -> None:
@@ -31,3 +31,21 @@ def tiny_wheel(folder: Path, version: str) -> None:
     with zipfile.ZipFile(folder / f"jenvs_tinypkg-{version}-py3-none-any.whl", "w") as wheel:
         for name, text in files.items():
             wheel.writestr(name, text)
+
+
+def slow_project(folder: Path, seconds: int = 300) -> Path:
+    """A local project whose wheel takes ``seconds`` to build (an in-tree PEP 517 backend that
+    sleeps): a build that is still running when a test cancels it. Needs nothing from an index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text(
+        '[project]\nname = "jenvs-slowpkg"\nversion = "1.0"\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n'
+    )
+    (folder / "slow_backend.py").write_text(
+        "import time\n\n\n"
+        "def get_requires_for_build_wheel(config_settings=None):\n    return []\n\n\n"
+        "def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):\n"
+        f"    time.sleep({seconds})\n"
+        "    raise RuntimeError('the slow test package never builds')\n"
+    )
+    return folder

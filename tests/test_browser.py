@@ -28,7 +28,7 @@ from tests._lab import (
     jupyter_server,
     write_notebook,
 )
-from tests._wheels import tiny_wheel
+from tests._wheels import slow_project, tiny_wheel
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -367,5 +367,73 @@ def test_a_tampered_record_is_shown_as_an_error_and_nothing_is_built(
             assert server.api("GET", "/jupyter-envs/api/builds") == []
             page.click(".jp-envs-restore-dismiss")
             page.wait_for_function(f"() => ({JS_NOTICE})() === null", timeout=10_000)
+        finally:
+            page.close()
+
+
+# -- the widget panel (issue #13) ---------------------------------------------------------------
+JS_PANEL_TEXT = """
+(selector) => {
+  const node = document.querySelector(selector);
+  return node ? node.textContent : null;
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "url_path"), [("lab", "/lab/tree/p.ipynb"), ("notebook", "/notebooks/p.ipynb")]
+)
+def test_the_panel_builds_cancels_and_activates(
+    browser: Any, tmp_path: Path, app: str, url_path: str
+) -> None:
+    """Show the panel, fill the form, Build (progress, then ready), start a slow build and
+    Cancel it (the previous version stays), Activate (the notebook's kernel changes)."""
+    slow = slow_project(tmp_path / "slowpkg")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "p.ipynb", ["%load_ext jupyter_envs\n%envs panel"])
+    with jupyter_server(app, root, tmp_path / "server") as server:
+        page = _open(browser, server, url_path)
+        try:
+            page.evaluate(JS_RUN_ALL)
+            page.wait_for_selector(".jp-envs-panel .jp-envs-panel-build-button", timeout=60_000)
+            assert "No environments yet" in page.evaluate(JS_PANEL_TEXT, ".jp-envs-panel-envs")
+            page.fill(".jp-envs-panel-name input", "pw")
+            page.fill(".jp-envs-panel-spec textarea", "six==1.17.0\n")
+            page.click(".jp-envs-panel-build-button")
+            page.wait_for_selector(".jp-envs-panel-progress", timeout=30_000)
+            page.wait_for_function(
+                f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-envs').includes('jenv-pw-v1')",
+                timeout=180_000,
+            )
+            assert "ready" in page.evaluate(JS_PANEL_TEXT, ".jp-envs-panel-envs")
+
+            # A slow second version, cancelled: v1 stays as it was.
+            page.fill(".jp-envs-panel-spec textarea", f"six==1.17.0\n{slow}\n")
+            page.click(".jp-envs-panel-build-button")
+            page.wait_for_function(
+                f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-envs').includes('building')",
+                timeout=60_000,
+            )
+            page.click(".jp-envs-panel-cancel")
+            page.wait_for_function(
+                f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-build').includes('previous version')",
+                timeout=60_000,
+            )
+            versions = server.api("GET", "/jupyter-envs/api/environments/pw/versions")
+            assert [(v["version"], v["status"]) for v in versions] == [(1, "ready")]
+
+            page.click(".jp-envs-panel-activate")
+            page.wait_for_function(
+                f"() => {{ const p = ({JS_PANEL})(); "
+                "return p && p.kernelName === 'jenv-pw-v1' && p.status === 'idle'; }",
+                timeout=120_000,
+            )
+            # The panel left a static summary behind (its widgets died with the old kernel).
+            assert "this notebook switched to pw v1" in page.evaluate(JS_OUTPUTS) or (
+                "switched to pw v1" in page.inner_text(".jp-OutputArea")
+            )
+            prefix = page.evaluate(JS_EXECUTE, "import sys; print(sys.prefix)").strip()
+            assert "/jupyter_envs/envs/pw/v1-" in prefix
         finally:
             page.close()

@@ -199,6 +199,7 @@ PUBLIC_API = [
     "EnvsError",
     "KernelLaunchError",
     "KernelStartError",
+    "LockNotHonouredError",
     "LogLine",
     "NotFoundError",
     "Progress",
@@ -213,6 +214,7 @@ PUBLIC_API = [
     "Workspace",
     "__version__",
     "load_ipython_extension",
+    "panel",
 ]
 
 

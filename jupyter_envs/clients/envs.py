@@ -17,8 +17,9 @@ import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
+from ..engines.builders import CancelToken
 from ..engines.kernels.environ import container_kernel_problem
-from ..engines.store import EnvQuery, Page, VersionRecord
+from ..engines.store import BuildRecord, EnvQuery, Page, VersionRecord
 from ..errors import EnvsError
 from ..events import Event
 from ..facade.carry import RestorePlan
@@ -55,15 +56,21 @@ class EnvsClient:
 
     # -- what changes the registry: the server's to do when there is one ------------------------
     def build(
-        self, env: Environment, *, force: bool = False, on_event: EventSink | None = None
+        self,
+        env: Environment,
+        *,
+        force: bool = False,
+        on_event: EventSink | None = None,
+        cancel: CancelToken | None = None,
     ) -> BuildResult:
-        """Build ``env`` (in the server when this kernel has one)."""
+        """Build ``env`` (in the server when this kernel has one); ``cancel`` stops it, there
+        too."""
         if self.link is not None:
-            return RemoteBuilds(self.link).build(env, force=force, on_event=on_event)
+            return RemoteBuilds(self.link).build(env, force=force, on_event=on_event, cancel=cancel)
         problem = container_kernel_problem()
         if problem is not None:
             raise EnvsError(problem)
-        return self.manager.build(env, force=force, on_event=on_event)
+        return self.manager.build(env, force=force, on_event=on_event, cancel=cancel)
 
     def build_named(
         self, name: str, *, force: bool = False, on_event: EventSink | None = None
@@ -109,6 +116,19 @@ class EnvsClient:
         return self.manager.gc(remove=remove)
 
     # -- reads: the same store in both cases ---------------------------------------------------
+    def generation(self) -> int | None:
+        """A number that changes whenever the registry changes, in any process (see
+        :meth:`Workspace.generation`)."""
+        return self.manager.ws.generation()
+
+    def builds(self, name: str) -> builtins.list[BuildRecord]:
+        """Every build attempt of ``name``, oldest first (running and failed ones included)."""
+        return self.manager.builds(name)
+
+    def disk_usage(self, record: VersionRecord) -> int | None:
+        """Bytes a version takes on disk (see :meth:`EnvManager.disk_usage`)."""
+        return self.manager.disk_usage(record)
+
     def page(self, query: EnvQuery | None = None) -> Page:
         """Registered environments matching ``query`` (read from the store)."""
         return self.manager.page(query)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..engines.builders import CancelToken
 from ..errors import BuildCancelledError, BuildError, EnvsError
 from ..events import Event, LogLine, Progress
 from ..facade.manager import BuildResult
@@ -40,13 +42,15 @@ class RemoteBuilds:
         *,
         force: bool = False,
         on_event: Callable[[Event], None] | None = None,
+        cancel: CancelToken | None = None,
     ) -> BuildResult:
         """Submit, follow until done, return the result; raise like a local build on failure.
 
-        An interrupt (the kernel's stop button) cancels the server's build.
+        An interrupt (the kernel's stop button), or ``cancel`` set from another thread, cancels
+        the server's build.
         """
         body = {"name": env.name, "spec": env.to_dict(), "force": force}
-        return self._run("environments", body, env.name, on_event)
+        return self._run("environments", body, env.name, on_event, cancel)
 
     def restore(
         self,
@@ -69,10 +73,16 @@ class RemoteBuilds:
         body: dict[str, Any],
         name: str,
         on_event: Callable[[Event], None] | None,
+        cancel: CancelToken | None = None,
     ) -> BuildResult:
         sink = on_event or (lambda _event: None)
         started = time.perf_counter()
         job = self.link.request("POST", path, body)
+        followed = threading.Event()
+        if cancel is not None:
+            threading.Thread(
+                target=self._cancel_when, args=(cancel, job["id"], followed), daemon=True
+            ).start()
         try:
             final = self._follow(job, sink)
         except KeyboardInterrupt:
@@ -80,7 +90,15 @@ class RemoteBuilds:
             raise BuildCancelledError(
                 "interrupted; the server cancelled the build", env_name=name
             ) from None
+        finally:
+            followed.set()
         return self._result(final, time.perf_counter() - started)
+
+    def _cancel_when(self, cancel: CancelToken, build_id: str, followed: threading.Event) -> None:
+        while not followed.is_set():
+            if cancel.wait(0.2):
+                self._cancel(build_id)
+                return
 
     def _follow(self, job: dict[str, Any], sink: Callable[[Event], None]) -> dict[str, Any]:
         final: dict[str, Any] | None = None

@@ -36,6 +36,10 @@ KERNEL_SIDE_REQUIREMENTS = (
     "PyYAML>=6",
     "traitlets>=5.9",
     "uv>=0.4",
+    # The widget panel, shown again from an environment's own kernel after a switch.
+    "ipywidgets>=8",
+    # PEP 723 blocks and lock files are TOML (tomllib is 3.11+).
+    "tomli>=1.1; python_version < '3.11'",
 )
 
 # The package root (this module lives in jupyter_envs/engines/).

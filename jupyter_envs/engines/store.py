@@ -100,6 +100,11 @@ CREATE TRIGGER IF NOT EXISTS generation_version_update AFTER UPDATE ON versions
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
 CREATE TRIGGER IF NOT EXISTS generation_version_delete AFTER DELETE ON versions
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+-- A build starting or ending anywhere (the panel shows "building" and "failed" from these).
+CREATE TRIGGER IF NOT EXISTS generation_build_insert AFTER INSERT ON builds
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS generation_build_update AFTER UPDATE ON builds
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
 """
 
 #: The status a version can have in the catalogue (a listing can be filtered by it).
@@ -375,8 +380,9 @@ class Workspace:
         return Page(items, items[-1].record.name if more else None)
 
     def generation(self) -> int | None:
-        """A number that changes whenever an environment or version is added, changed or removed
-        (in any process): a listing made at one generation is valid until it changes. None for
+        """A number that changes whenever an environment or version is added, changed or removed,
+        or a build starts or ends (in any process): a listing made at one generation is valid
+        until it changes. None for
         a catalogue of an older version opened read-only (no counter to read)."""
         with self._connect() as db:
             try:

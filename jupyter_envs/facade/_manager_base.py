@@ -8,6 +8,7 @@ store.
 from __future__ import annotations
 
 import builtins
+import os
 import shutil
 from pathlib import Path
 
@@ -109,6 +110,23 @@ class ManagerBase:
     def export(self, name: str, version: int | None = None, fmt: str = "lock") -> str:
         """A version as text: ``lock`` (exact versions), ``requirements``, ``conda`` or ``json``."""
         return export_text(self.ws.get(name, version), fmt)
+
+    def disk_usage(self, record: VersionRecord) -> int | None:
+        """Bytes a version's folder takes (a venv: files counted once per path, hard-linked
+        bytecode included); None when it has none here (a Docker version lives in the engine)."""
+        if not record.artifact or record.backend == "docker":
+            return None
+        root = Path(record.artifact)
+        if not root.is_dir():
+            return None
+        total = 0
+        for folder, _dirs, files in os.walk(root):
+            for file in files:
+                try:
+                    total += os.lstat(os.path.join(folder, file)).st_size
+                except OSError:
+                    continue  # removed meanwhile
+        return total
 
     def builds(self, name: str) -> builtins.list[BuildRecord]:
         """Every build attempt of ``name`` (failed and running ones included), oldest first."""

@@ -155,6 +155,11 @@ def envs_line(line: str) -> None:
     if words[:1] == ["activate"]:
         activate(words[1:])
         return
+    if words[:1] == ["panel"]:
+        from .panel import panel
+
+        panel()
+        return
     try:
         args = make_parser("%envs").parse_args(words)
     except SystemExit:

@@ -35,7 +35,8 @@ class EnvMagics(Magics):
     def envs_line(self, line: str) -> None:
         """%envs list | show | versions | build | remove | export | logs | activate NAME
 
-        Also ``%envs curated`` (the ready-made environments) and ``%envs create -f FILE NAME``.
+        Also ``%envs curated`` (the ready-made environments), ``%envs create -f FILE NAME``,
+        ``%envs restore`` (what this notebook carries) and ``%envs panel`` (the widget panel).
         """
         from ._notebook import envs_line
 
