@@ -73,7 +73,10 @@ def main() -> int:
                 timeout=120_000,
             )
             page.wait_for_timeout(1000)
-            page.locator(".jp-Notebook").screenshot(path=str(OUT / "panel-switched.png"))
+            box = page.locator(".jp-NotebookPanel").bounding_box()
+            assert box is not None
+            clip = {"x": box["x"], "y": box["y"], "width": box["width"], "height": 170}
+            page.screenshot(path=str(OUT / "panel-switched.png"), clip=clip)
             browser.close()
     print(f"wrote {OUT}/panel-*.png")
     return 0

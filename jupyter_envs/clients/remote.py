@@ -143,12 +143,13 @@ class RemoteBuilds:
 
     def _result(self, job: dict[str, Any], duration: float) -> BuildResult:
         name = job["name"]
+        # The server's message already says "building 'NAME' failed: ..."; the error raised here
+        # says it once more unless it is taken off.
+        said = str(job.get("error") or "").removeprefix(f"building '{name}' failed: ")
         if job["status"] == "cancelled":
-            raise BuildCancelledError(job.get("error") or "cancelled", env_name=name)
+            raise BuildCancelledError(said or "cancelled", env_name=name)
         if job["status"] != "succeeded":
-            raise BuildError(
-                job.get("error") or f"build {job['id']} {job['status']}", env_name=name
-            )
+            raise BuildError(said or f"build {job['id']} {job['status']}", env_name=name)
         versions = self.link.request("GET", f"environments/{name}/versions")
         record: dict[str, Any] = next((v for v in versions if v["version"] == job["version"]), {})
         return BuildResult(

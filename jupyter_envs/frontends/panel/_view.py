@@ -105,8 +105,9 @@ class BuildView:
             self.result.value = f"<b>{html.escape(snap.result.summary())}</b>"
         else:
             self.bar.bar_style = "warning" if snap.cancelled else "danger"
-            kept = " The previous version, if any, is kept."
-            self.result.value = _error_html((snap.error or "failed") + kept)
+            kept = "The previous version, if any, is kept."
+            said = f"Cancelled. {kept}" if snap.cancelled else f"{snap.error or 'failed'}\n{kept}"
+            self.result.value = _error_html(said)
         self.panel.build_finished(self.build)
 
 
@@ -129,7 +130,8 @@ class EnvPanel:
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.table = w.HTML("")
         self.table.add_class("jp-envs-panel-envs")
-        self.selected = w.Dropdown(description="Environment", options=[])
+        wide = {"description_width": "initial"}
+        self.selected = w.Dropdown(description="Environment", options=[], style=wide)
         self.selected.observe(lambda _c: self._selection_changed(), names="value")
         self.activate_button = w.Button(description="Activate", button_style="primary")
         self.activate_button.add_class("jp-envs-panel-activate")
@@ -148,8 +150,8 @@ class EnvPanel:
         self.view_kind = w.Dropdown(options=_VIEWS, description="View")
         self.view_button = w.Button(description="Show")
         self.view_button.on_click(lambda _b: self.view())
-        self.older = w.Dropdown(description="Compare v", options=[])
-        self.newer = w.Dropdown(description="with v", options=[])
+        self.older = w.Dropdown(description="Compare v", options=[], style=wide)
+        self.newer = w.Dropdown(description="with v", options=[], style=wide)
         self.explain_button = w.Button(description="What changed")
         self.explain_button.on_click(lambda _b: self.explain())
         self.message = w.HTML("")
@@ -263,8 +265,12 @@ class EnvPanel:
             names = [r.name for r in self._rows]
             current = self.selected.value
             self.selected.options = names
+            # ipywidgets 8 clears the value when the options change: keep the choice, else the
+            # first environment.
             if current in names:
                 self.selected.value = current
+            elif names:
+                self.selected.value = names[0]
             self.status.value = (
                 f"<span style='font-size:90%'>{len(names)} environment(s), updated "
                 f"{time.strftime('%H:%M:%S')}</span>"
@@ -454,6 +460,12 @@ class EnvPanel:
 
     def build_finished(self, build: BackgroundBuild) -> None:
         """Called by a build's view when it ends: the table shows the new state."""
+        snap = build.snapshot()
+        if snap.result is not None:
+            self._say(snap.result.summary())
+        else:
+            self._say(f"{build.env.name}: {'cancelled' if snap.cancelled else 'failed'}.",
+                      error=not snap.cancelled)  # fmt: skip
         self.refresh()
 
 
