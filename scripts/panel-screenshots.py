@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Make the widget panel's screenshots in docs/images/ (building, a validation error, after a
-switch) with a real JupyterLab and Chromium, as the browser tests run them.
+"""Make the widget panel's screenshots in docs/images/ (ready, building, a validation error,
+after a switch) with a real JupyterLab and Chromium, as the browser tests run them.
 
 Usage: ``.venv/bin/python scripts/panel-screenshots.py`` (Chromium and Playwright installed).
 """
@@ -55,6 +55,8 @@ def main() -> int:
                 ".includes('jenv-nlp-v1')",
                 timeout=180_000,
             )
+            page.wait_for_timeout(1000)
+            page.locator(".jp-envs-panel").screenshot(path=str(OUT / "panel-ready.png"))
             page.fill(".jp-envs-panel-spec textarea", f"six==1.17.0\nrequests\n{slow}\n")
             page.click(".jp-envs-panel-build-button")
             page.wait_for_timeout(4000)

@@ -435,5 +435,11 @@ def test_the_panel_builds_cancels_and_activates(
             )
             prefix = page.evaluate(JS_EXECUTE, "import sys; print(sys.prefix)").strip()
             assert "/jupyter_envs/envs/pw/v1-" in prefix
+            # The environment's own kernel shows the panel again.
+            page.evaluate(JS_RUN_ALL)
+            page.wait_for_function(
+                f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-envs')?.includes('jenv-pw-v1')",
+                timeout=60_000,
+            )
         finally:
             page.close()

@@ -205,6 +205,9 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("notebook", help="the .ipynb file (saved, and closed in JupyterLab)")
     sub.add_parser("curated", help="list the curated environments")
+    sub.add_parser(
+        "panel", help="in a notebook: show the widget panel (create, build, activate, remove)"
+    )
     p = sub.add_parser(
         "gc",
         help="remove Docker images of removed environments and containers of dead kernels",
@@ -390,6 +393,11 @@ def cmd_juv(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     )
 
 
+def cmd_panel(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    # %envs panel is handled by the notebook front-end before parsing; a terminal has no widgets.
+    raise UsageError("the panel is shown in a notebook: run %envs panel in a cell")
+
+
 def cmd_curated(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     rows = [["NAME", "DESCRIPTION"]]
     rows.extend([name, curated.get(name).description] for name in curated.names())
@@ -418,6 +426,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "run": cmd_run,
     "juv": cmd_juv,
     "curated": cmd_curated,
+    "panel": cmd_panel,
     "gc": cmd_gc,
 }
 

@@ -226,7 +226,8 @@ class EnvPanel:
     # -- showing ---------------------------------------------------------------------------------
     def show(self) -> EnvPanel:
         """Display the panel (with a text fallback for frontends without widgets)."""
-        self._handle = display(self.widget, display_id=True)
+        # The panel itself, not its box: its bundle adds the text form to the widget view.
+        self._handle = display(self, display_id=True)
         return self
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:

@@ -34,9 +34,14 @@ from ...errors import (
     SpecTooLargeError,
 )
 from ...facade.interop import juv_parts
-from ...spec._carried import Carried
 from ._logstream import follow
-from ._payloads import environment_json, parse_create, parse_restore, version_json
+from ._payloads import (
+    environment_json,
+    parse_create,
+    parse_record,
+    parse_restore,
+    version_json,
+)
 from ._switch import switch_session
 
 if TYPE_CHECKING:
@@ -423,11 +428,7 @@ class JuvHandler(EnvsAPIHandler):
     async def post(self) -> None:
         """Body ``{metadata}`` (a notebook's ``metadata.jupyter_envs``): ``{"cell", "uv_lock"}``,
         the PEP 723 cell source and the ``metadata["uv.lock"]`` text (``uv lock --script``)."""
-        body = self.json_body()
-        if not isinstance(body, dict) or set(body) != {"metadata"}:
-            raise SpecError("the body must be a JSON object with only 'metadata'")
-        self.envs.limits.check_object(body["metadata"], field="metadata")
-        record = Carried.from_metadata(body["metadata"])
+        record = parse_record(self.json_body(), self.envs.limits)
         cell, uv_lock = await asyncio.to_thread(juv_parts, record)
         self.reply({"cell": cell.rstrip("\n"), "uv_lock": uv_lock})
 

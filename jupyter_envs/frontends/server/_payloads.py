@@ -25,6 +25,7 @@ __all__ = [
     "iso",
     "latest_json",
     "parse_create",
+    "parse_record",
     "parse_restore",
     "version_json",
 ]
@@ -91,11 +92,7 @@ def parse_create(
     that name no backend get ``default_backend`` when one is configured.
     """
     limits = limits or SpecLimits()
-    if not isinstance(body, dict):
-        raise SpecError("the request body must be a JSON object")
-    unknown = sorted(set(body) - _CREATE_KEYS)
-    if unknown:
-        raise SpecError(f"unknown keys {unknown} (known: {sorted(_CREATE_KEYS)})")
+    body = _json_object(body, _CREATE_KEYS)
     name = body.get("name")
     if not isinstance(name, str):
         raise SpecError("is required and must be a string", field="name")
@@ -157,6 +154,32 @@ class RestoreRequest:
         return self.plan.record.lock if self.plan.from_lock else None
 
 
+def _json_object(body: object, known: frozenset[str], needs: str = "") -> dict[str, Any]:
+    """``body`` when it is a JSON object with no key outside ``known``; else SpecError."""
+    if not isinstance(body, dict):
+        raise SpecError(f"the request body must be a JSON object{needs}")
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise SpecError(f"unknown keys {unknown} (known: {sorted(known)})")
+    return body
+
+
+def _record(body: dict[str, Any], limits: SpecLimits) -> Carried:
+    """The checked notebook record in ``body["metadata"]`` (size limits first)."""
+    metadata = body.get("metadata")
+    limits.check_object(metadata, field="metadata")
+    record = Carried.from_metadata(metadata)
+    if record.lock is not None:
+        limits.check_text(record.lock, field="metadata.jupyter_envs.lock")
+    return record
+
+
+def parse_record(body: object, limits: SpecLimits | None = None) -> Carried:
+    """Validate ``{"metadata": <a notebook's metadata.jupyter_envs>}`` (``POST juv``)."""
+    return _record(_json_object(body, frozenset({"metadata"}), " with 'metadata'"),
+                   limits or SpecLimits())  # fmt: skip
+
+
 def parse_restore(
     body: object,
     manager: EnvManager,
@@ -169,22 +192,14 @@ def parse_restore(
     must hash to its spec hash (:meth:`Carried.from_metadata`); SpecError names the field.
     """
     limits = limits or SpecLimits()
-    if not isinstance(body, dict):
-        raise SpecError("the request body must be a JSON object with 'metadata'")
-    unknown = sorted(set(body) - _RESTORE_KEYS)
-    if unknown:
-        raise SpecError(f"unknown keys {unknown} (known: {sorted(_RESTORE_KEYS)})")
+    body = _json_object(body, _RESTORE_KEYS, " with 'metadata'")
     name = body.get("name")
     if name is not None and not isinstance(name, str):
         raise SpecError("must be a string when given", field="name")
     re_resolve = body.get("re_resolve", False)
     if not isinstance(re_resolve, bool):
         raise SpecError("must be true or false", field="re_resolve")
-    metadata = body.get("metadata")
-    limits.check_object(metadata, field="metadata")
-    record = Carried.from_metadata(metadata)
-    if record.lock is not None:
-        limits.check_text(record.lock, field="metadata.jupyter_envs.lock")
+    record = _record(body, limits)
     chosen = plan(manager, record, name=name or None, re_resolve=re_resolve)
     env = chosen.env
     limits.check_environment(env)
