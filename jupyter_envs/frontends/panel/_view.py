@@ -98,8 +98,10 @@ class BuildView:
         self.log.value = tail_html(snap.tail)
         if not snap.done:
             return
-        self.cancel.disabled = True
-        self.cancel.description = "Cancel"
+        self.cancel.layout.display = "none"
+        name = html.escape(snap.name)
+        ended = "built" if snap.result else ("cancelled" if snap.cancelled else "failed")
+        self.title.value = f"<b>{name}: {ended}</b> ({snap.elapsed:.0f} s)"
         if snap.result is not None:
             self.bar.bar_style = "success"
             self.result.value = f"<b>{html.escape(snap.result.summary())}</b>"
