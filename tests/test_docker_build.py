@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from jupyter_envs import Environment
 from jupyter_envs.engines.builders import CancelToken
@@ -390,3 +391,29 @@ def test_a_carried_docker_lock_rebuilds_the_same_versions_on_its_base(
     third = EnvManager(Workspace(tmp_path / "c" / "store", tmp_path / "c" / "kernels"))
     restore(third, type(record).from_metadata(moved), on_event=notes)
     assert f"the base image {BASE} here is not the one the lock was made on" in notes.text
+
+
+def test_a_docker_environment_gets_a_kubernetes_kernelspec(
+    workspace: Workspace, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue #14, on paper: the built image's kernel pod, checked, and the provisioner's
+    kernelspec written; ``where`` says where it can run."""
+    from jupyter_envs.frontends.cli import main
+
+    Environment(name, pip=["six"], base_image=BASE, resources={"cpu": 1, "memory": "1Gi"}).build(
+        ws=workspace
+    )
+    tag = _artifact_json(workspace, name)["tag"]
+    assert main(["where", name]) == 0
+    out = capsys.readouterr().out
+    assert f"{name}  v1       no     yes        no     yes" in out
+    assert main(["k8s", name]) == 0
+    pod = yaml.safe_load(capsys.readouterr().out)
+    assert pod["spec"]["containers"][0]["image"] == tag
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+    image = "registry.example:5000/team/" + tag.split("/", 1)[1]
+    kernels = tmp_path / "kernels"
+    assert main(["k8s", name, "--image", image, "--namespace", "nlp", "-o", str(kernels)]) == 0
+    spec = json.loads((kernels / f"jenv-{name}-v1-k8s" / "kernel.json").read_text())
+    assert spec["metadata"]["kernel_provisioner"]["config"]["image_name"] == image
+    assert spec["env"] == {"KERNEL_NAMESPACE": "nlp"}

@@ -16,6 +16,7 @@ import builtins
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..engines.builders import CancelToken
 from ..engines.kernels.environ import container_kernel_problem
@@ -28,6 +29,10 @@ from ..spec import Environment
 from ..spec._carried import Carried
 from .remote import RemoteBuilds
 from .serverlink import ServerLink
+
+if TYPE_CHECKING:
+    from ..engines.kernels.k8s import K8sSettings
+    from ..facade.cluster import Placement
 
 __all__ = ["EnvsClient", "connect"]
 
@@ -120,6 +125,21 @@ class EnvsClient:
         """A number that changes whenever the registry changes, in any process (see
         :meth:`Workspace.generation`)."""
         return self.manager.ws.generation()
+
+    def where(self, name: str | None = None) -> builtins.list[Placement]:
+        """Where each environment's kernel can run (read from the store)."""
+        return self.manager.where(name)
+
+    def k8s_pod(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        image: str | None = None,
+        settings: K8sSettings | None = None,
+    ) -> dict[str, Any]:
+        """The checked Kubernetes pod of a Docker environment's kernel."""
+        return self.manager.k8s_pod(name, version, image=image, settings=settings)
 
     def builds(self, name: str) -> builtins.list[BuildRecord]:
         """Every build attempt of ``name``, oldest first (running and failed ones included)."""

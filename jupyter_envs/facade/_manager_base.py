@@ -11,6 +11,7 @@ import builtins
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..engines.builders import get_builder
 from ..engines.kernels.kernelspec import remove_kernelspec
@@ -18,8 +19,13 @@ from ..engines.store import BuildRecord, EnvQuery, Page, VersionRecord, Workspac
 from ..errors import NotFoundError
 from ..spec import curated
 from ..spec._environment import Environment
+from . import cluster
 from ._maintenance import collect_garbage, export_text, record_env
 from ._types import Garbage
+
+if TYPE_CHECKING:
+    from ..engines.kernels.k8s import K8sSettings
+    from .cluster import Placement
 
 __all__ = ["ManagerBase"]
 
@@ -127,6 +133,33 @@ class ManagerBase:
                 except OSError:
                     continue  # removed meanwhile
         return total
+
+    def where(self, name: str | None = None) -> builtins.list[Placement]:
+        """Where each environment's (or ``name``'s) kernel can run (see :mod:`.cluster`)."""
+        return cluster.where(self, name)
+
+    def k8s_pod(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        image: str | None = None,
+        settings: K8sSettings | None = None,
+    ) -> dict[str, Any]:
+        """The checked Kubernetes pod of a Docker environment's kernel."""
+        return cluster.k8s_pod(self, name, version, image=image, settings=settings)
+
+    def k8s_kernelspec(
+        self,
+        name: str,
+        folder: Path,
+        version: int | None = None,
+        *,
+        image: str | None = None,
+        settings: K8sSettings | None = None,
+    ) -> tuple[Path, dict[str, Any]]:
+        """Write a KubernetesProvisioner kernelspec for ``name`` under ``folder``."""
+        return cluster.k8s_kernelspec(self, name, folder, version, image=image, settings=settings)
 
     def builds(self, name: str) -> builtins.list[BuildRecord]:
         """Every build attempt of ``name`` (failed and running ones included), oldest first."""

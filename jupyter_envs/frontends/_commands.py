@@ -11,19 +11,23 @@ import argparse
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
 from ..errors import UsageError
 from ..events import Event
 from ..facade._maintenance import EXPORT_FORMATS
 from ..facade.carry import RestorePlan, read_notebook
+from ..facade.cluster import Placement
 from ..facade.manager import BuildResult, EnvManager, Garbage
 from ..spec import curated
 from ..spec._carried import Carried
 from ..spec._environment import Environment
 from ..spec._validate import read_spec_file
 from ._restore import notebook_path, run_notebook, write_juv
+
+if TYPE_CHECKING:
+    from ..engines.kernels.k8s import K8sSettings
 
 __all__ = ["Output", "Verbs", "make_parser", "restore_command", "run_command"]
 
@@ -55,6 +59,15 @@ class Verbs(Protocol):
     def restore_plan(
         self, record: Carried, *, name: str | None = None, re_resolve: bool = False
     ) -> RestorePlan: ...
+    def where(self, name: str | None = None) -> list[Placement]: ...
+    def k8s_pod(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        image: str | None = None,
+        settings: K8sSettings | None = None,
+    ) -> dict[str, Any]: ...
     def restore(
         self,
         record: Carried,
@@ -204,6 +217,25 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
         "metadata uv.lock), so juv and uv open it with the same versions",
     )
     p.add_argument("notebook", help="the .ipynb file (saved, and closed in JupyterLab)")
+    p = sub.add_parser(
+        "where", help="where each environment's kernel can run: local, container, swarm, k8s"
+    )
+    p.add_argument("name", nargs="?", help="only this environment")
+    p = sub.add_parser(
+        "k8s",
+        help="the Kubernetes pod of a Docker environment's kernel, checked; with -o, a "
+        "kernelspec for gateway_provisioners' KubernetesProvisioner",
+    )
+    p.add_argument("name", help=_NAME_HELP)
+    p.add_argument("--version", type=_version_arg, help=_VERSION_HELP)
+    p.add_argument("--image", help="the image as the cluster pulls it (default: the local tag)")
+    p.add_argument("--namespace", default="default", help="the pods' namespace (default)")
+    p.add_argument(
+        "--secret-name",
+        default="jupyter-envs-secrets",
+        help="the Kubernetes Secret holding the spec's secrets, one key each",
+    )
+    p.add_argument("-o", "--output", help="write the kernelspec into this kernels folder")
     sub.add_parser("curated", help="list the curated environments")
     sub.add_parser(
         "panel", help="in a notebook: show the widget panel (create, build, activate, remove)"
@@ -393,6 +425,40 @@ def cmd_juv(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     )
 
 
+def cmd_where(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    places = mgr.where(args.name)
+    rows = [["NAME", "VERSION", "LOCAL", "CONTAINER", "SWARM", "K8S"]]
+    notes: list[str] = []
+    for item in places:
+        cells = [item.name, f"v{item.version}"]
+        for place in ("local", "container", "swarm", "k8s"):
+            said = item.places[place]
+            cells.append(said.split(":", 1)[0])
+            if said != "yes" and ":" in said:
+                notes.append(f"{item.name} {place}: {said.split(':', 1)[1].strip()}")
+        rows.append(cells)
+    out.say(_table(rows))
+    for note in notes:
+        out.say(f"  {note}")
+
+
+def cmd_k8s(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    import yaml
+
+    from ..engines.kernels.k8s import K8sSettings
+
+    settings = K8sSettings(namespace=args.namespace, secret_name=args.secret_name)
+    if args.output:
+        manager = _local_manager(mgr, "k8s", "writes a kernelspec on this machine")
+        folder, _pod = manager.k8s_kernelspec(
+            args.name, Path(args.output), args.version, image=args.image, settings=settings
+        )
+        out.say(f"Wrote the KubernetesProvisioner kernelspec {folder}")
+        return
+    pod = mgr.k8s_pod(args.name, args.version, image=args.image, settings=settings)
+    out.say(yaml.safe_dump(pod, sort_keys=False).rstrip("\n"))
+
+
 def cmd_panel(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     # %envs panel is handled by the notebook front-end before parsing; a terminal has no widgets.
     raise UsageError("the panel is shown in a notebook: run %envs panel in a cell")
@@ -427,6 +493,8 @@ _VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "juv": cmd_juv,
     "curated": cmd_curated,
     "panel": cmd_panel,
+    "where": cmd_where,
+    "k8s": cmd_k8s,
     "gc": cmd_gc,
 }
 
