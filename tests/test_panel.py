@@ -227,6 +227,10 @@ def test_view_explain_rebuild_and_remove_with_confirmation(
     assert (panel.older.value, panel.newer.value) == ("1", "2")
     panel.explain_button.click()
     assert "requests" in panel.viewer.value
+    panel.view_kind.value = "where"
+    panel.view_button.click()
+    assert "local: yes" in panel.viewer.value
+    assert "k8s: no: it has no image" in panel.viewer.value
     panel.rebuild_button.click()
     view = build_view(panel, "demo")
     wait_for(lambda: view.build.done)

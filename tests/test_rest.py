@@ -308,6 +308,7 @@ ROUTES = [
     ("POST", ("restore",)),
     ("POST", ("restore", "preview")),
     ("POST", ("juv",)),
+    ("GET", ("where",)),
 ]
 
 

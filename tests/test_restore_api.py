@@ -168,3 +168,25 @@ async def test_juv_parts_for_a_record(api: Api) -> None:
     assert "does not match its spec hash" in error["message"]
     code, error = await api.call("POST", "juv", body={"metadata": record, "x": 1})
     assert code == 400
+
+
+@on_loop
+async def test_where_each_environment_can_run(api: Api) -> None:
+    await api.finished((await api.create(fake("demo")))["id"])
+    code, places = await api.call("GET", "where")
+    assert code == 200
+    assert places == [
+        {
+            "name": "demo",
+            "version": 1,
+            "places": {
+                "local": "yes",
+                "container": "no: it has no image",
+                "swarm": "no: it has no image",
+                "k8s": "no: it has no image",
+            },
+        }
+    ]
+    code, error = await api.call("GET", "where", params={"name": "nope"})
+    assert code == 404
+    assert "nope" in error["message"]

@@ -36,7 +36,12 @@ _FORMATS = [
     ("pylock.toml", "pylock"),
 ]
 _BACKENDS = [("auto", ""), ("venv (uv)", "venv"), ("docker", "docker"), ("conda", "conda")]
-_VIEWS = [("spec (requirements)", "requirements"), ("lock", "lock"), ("spec (JSON)", "json")]
+_VIEWS = [
+    ("spec (requirements)", "requirements"),
+    ("lock", "lock"),
+    ("spec (JSON)", "json"),
+    ("where it can run", "where"),
+]
 _POLL = 1.0
 
 
@@ -377,6 +382,15 @@ class EnvPanel:
         if row is None:
             return
         kind = self.view_kind.value
+        if kind == "where":
+            try:
+                places = self.client.where(row.name)[0].places
+            except EnvsError as exc:
+                self._say(str(exc), error=True)
+                return
+            lines = [f"{place}: {said}" for place, said in places.items()]
+            self.show_text(f"Where {row.name} v{row.version} can run", "\n".join(lines))
+            return
         if row.backend == "docker" and kind == "requirements":
             from ...engines.builders.dockerfile import render_dockerfile
 

@@ -325,6 +325,19 @@ class VersionsHandler(EnvsAPIHandler):
         self.reply([version_json(r) for r in records])
 
 
+class WhereHandler(EnvsAPIHandler):
+    """``GET`` where each environment's kernel can run (``?name=`` for one)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """``[{"name", "version", "places": {"local", "container", "swarm", "k8s"}}]``: each
+        place "yes", or "no: why"."""
+        name = self.get_query_argument("name", None) or None
+        found = await asyncio.to_thread(self.envs.manager.where, name)
+        self.reply([{"name": p.name, "version": p.version, "places": p.places} for p in found])
+
+
 class BuildsHandler(EnvsAPIHandler):
     """``GET`` the builds this server knows (``?name=`` filters by environment)."""
 
@@ -539,6 +552,7 @@ def default_handlers(
         ("environments", EnvironmentsHandler),
         (f"environments/{name}", EnvironmentHandler),
         (f"environments/{name}/versions", VersionsHandler),
+        ("where", WhereHandler),
         ("builds", BuildsHandler),
         (f"builds/{build}", BuildHandler),
         (f"builds/{build}/cancel", CancelHandler),
