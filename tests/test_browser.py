@@ -415,6 +415,20 @@ def test_the_panel_builds_cancels_and_activates(
                 f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-envs').includes('building')",
                 timeout=60_000,
             )
+            # The panel keeps updating while another cell runs (the build reports from its
+            # own thread): the elapsed time moves during a busy kernel's sleep.
+            page.evaluate(
+                "() => { window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                ".requestExecute({code: 'import time; time.sleep(5)'}); }"
+            )
+            page.wait_for_function(f"() => ({JS_PANEL})().status === 'busy'", timeout=10_000)
+            before = page.evaluate(JS_PANEL_TEXT, ".jp-envs-panel-elapsed")
+            page.wait_for_function(
+                f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-elapsed') !== {before!r}",
+                timeout=4_000,
+            )
+            assert page.evaluate(JS_PANEL)["status"] == "busy"
+            page.wait_for_function(f"() => ({JS_PANEL})().status === 'idle'", timeout=30_000)
             page.click(".jp-envs-panel-cancel")
             page.wait_for_function(
                 f"() => ({JS_PANEL_TEXT})('.jp-envs-panel-build').includes('previous version')",

@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -124,7 +125,8 @@ def kernel_image(
         ctx / "pkg" / "jupyter_envs",
         ignore=shutil.ignore_patterns("__pycache__", "labextension"),
     )
-    reqs = " ".join(f'"{r}"' for r in KERNEL_SIDE_REQUIREMENTS)
+    # shlex.quote: a requirement may hold quotes of its own (a marker's "3.11").
+    reqs = " ".join(shlex.quote(r) for r in KERNEL_SIDE_REQUIREMENTS)
     (ctx / "Dockerfile").write_text(
         textwrap.dedent(
             f"""\
@@ -132,9 +134,9 @@ def kernel_image(
             ARG PIP_INDEX_URL
             ARG PIP_EXTRA_INDEX_URL
             COPY ca.crt /tmp/jenv-ca.crt
-            RUN PIP_CERT=/tmp/jenv-ca.crt SSL_CERT_FILE=/tmp/jenv-ca.crt sh -c '\\
+            RUN export PIP_CERT=/tmp/jenv-ca.crt SSL_CERT_FILE=/tmp/jenv-ca.crt && \\
                 python3 -m venv /opt/kernel && \\
-                /opt/kernel/bin/pip install --no-cache-dir --disable-pip-version-check {reqs}' \\
+                /opt/kernel/bin/pip install --no-cache-dir --disable-pip-version-check {reqs} \\
                 && rm /tmp/jenv-ca.crt
             COPY pkg /opt/jupyter-envs
             RUN /opt/kernel/bin/python -c 'import sysconfig, pathlib; \\

@@ -64,6 +64,7 @@ class BuildView:
         self.bar.add_class("jp-envs-panel-progress")
         self.phase = w.Label("queued")
         self.elapsed = w.Label("0 s")
+        self.elapsed.add_class("jp-envs-panel-elapsed")
         self.log = w.HTML(tail_html([]))
         self.cancel = w.Button(description="Cancel", button_style="warning", icon="stop")
         self.cancel.add_class("jp-envs-panel-cancel")
