@@ -345,6 +345,40 @@ def test_a_lock_that_cannot_be_honoured_offers_to_re_resolve(browser: Any, tmp_p
             page.close()
 
 
+def test_an_environment_already_here_is_offered_as_it_is(browser: Any, tmp_path: Path) -> None:
+    """The server has the notebook's environment (same spec) and the notebook runs another
+    kernel: the notice offers to switch to it, builds nothing, and switches."""
+    first = Workspace(tmp_path / "a" / "store", tmp_path / "a" / "kernels")
+    Environment.from_text("here", "six==1.17.0\n").build(ws=first)
+    record = carried(first.get("here")).to_metadata()
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    write_notebook(root / "h.ipynb", ["print(1)"], metadata={"jupyter_envs": record})
+    with jupyter_server("lab", root, tmp_path / "server") as server:
+        body = {"metadata": record}
+        build = server.api("POST", "/jupyter-envs/api/restore", body)
+        deadline = time.monotonic() + 180
+        while build["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, build
+            time.sleep(0.5)
+            build = server.api("GET", f"/jupyter-envs/api/builds/{build['id']}")
+        assert build["status"] == "succeeded", build
+        page = _open(browser, server, "/lab/tree/h.ipynb")
+        try:
+            page.wait_for_selector(".jp-envs-restore-switch", timeout=30_000)
+            assert "This server has it: here v1" in page.evaluate(JS_NOTICE)
+            page.click(".jp-envs-restore-switch")
+            page.wait_for_function(
+                f"() => {{ const p = ({JS_PANEL})(); "
+                "return p && p.kernelName === 'jenv-here-v1' && p.status === 'idle'; }",
+                timeout=120_000,
+            )
+            page.wait_for_function(f"() => ({JS_NOTICE})() === null", timeout=10_000)
+            assert len(server.api("GET", "/jupyter-envs/api/builds")) == 1  # none more
+        finally:
+            page.close()
+
+
 def test_a_tampered_record_is_shown_as_an_error_and_nothing_is_built(
     browser: Any, tmp_path: Path
 ) -> None:

@@ -267,3 +267,35 @@ def test_a_docker_lock_pins_the_base_image_digest_and_the_versions() -> None:
     # Without a digest (a local base image), the spec's base stays.
     local = "# base image: python:3.12-slim (image sha256:" + "b" * 64 + ")\nsix==1.16.0\n"
     assert "FROM python:3.12-slim\n" in render_dockerfile(env, environ={}, lock=local)
+
+
+def test_the_sources_this_machine_is_configured_with_are_not_pointed_out(
+    workspace: Workspace,
+) -> None:
+    from jupyter_envs.facade.carry import plan
+    from jupyter_envs.facade.manager import EnvManager
+
+    env = Environment.from_text(
+        "src",
+        "--index-url https://mirror.example/simple/\n"
+        "--extra-index-url https://extra.example/simple\n"
+        "--find-links /data/wheels\nsix\n",
+    )
+    env.backend = "fake"
+    env.build(ws=workspace)
+    record = carried(workspace.get("src"))
+    manager = EnvManager(workspace)
+    configured = {
+        "UV_DEFAULT_INDEX": "https://mirror.example/simple",
+        "UV_INDEX": "team=https://extra.example/simple other=https://o.example/simple",
+        "PIP_FIND_LINKS": "/data/wheels",
+    }
+    assert plan(manager, record, environ=configured).warnings == ()
+    bare = plan(manager, record, environ={}).warnings
+    assert bare == (
+        "it installs from the index https://mirror.example/simple, not this machine's "
+        "(https://pypi.org/simple)",
+        "it adds a package source this machine is not configured with: "
+        "https://extra.example/simple",
+        "it adds a package source this machine is not configured with: /data/wheels",
+    )
