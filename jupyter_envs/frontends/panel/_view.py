@@ -245,9 +245,9 @@ class EnvPanel:
 
     def text_fallback(self) -> str:
         """What a frontend without widget support shows: the table and how to use the magics."""
+        table = text_table(self._rows) if self._rows else "No environments yet."
         return (
-            text_table(self._rows)
-            + "\n\nThis frontend does not show widgets. The same from cells: %%env NAME "
+            table + "\n\nThis frontend does not show widgets. The same from cells: %%env NAME "
             "(build from the cell's text), %envs list | show | build | remove | logs NAME, "
             "%envs activate NAME[:VERSION]."
         )
