@@ -22,6 +22,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ..errors import BackendUnavailableError, EnvsError
+from ..spec._requirements import lock_pins
 from ..spec._toml import tomllib
 from .builders.uvtool import find_uv, uv_environment
 
@@ -74,7 +75,7 @@ def pylock_args(
     """The uv arguments that write the ``pylock.toml`` of ``lock``'s pins (through the
     ``options`` that say where packages come from) to ``folder/pylock.toml``. ``offline``: from
     uv's cache only (right after installing the pins it has every index page needed)."""
-    pins = [ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "-#"]
+    pins = lock_pins(lock)
     sources = [o for o in options if o.split(" ", 1)[0] in SOURCE_OPTIONS]
     reqs = folder / "requirements.txt"
     reqs.write_text("\n".join([*sources, *pins]) + "\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..engines.builders import choose_builder
+from ..engines.builders.dockerfile import BASE_IMAGE_LINE, base_image_line, locked_base
 from ..engines.store import VersionRecord
 from ..errors import BuildError, EnvsError, SpecError
 from ..events import Event
@@ -250,10 +251,10 @@ def _base_image(env: Environment, lock: str | None) -> str | None:
     has one), else the spec's."""
     if env.kind != "docker":
         return None
-    for line in (lock or "").splitlines():
-        if line.startswith("# base image: "):
-            return line.removeprefix("# base image: ").strip()
-    return env.docker.base_image
+    ref, image_id = locked_base(lock)
+    if ref is None:
+        return env.docker.base_image
+    return base_image_line(ref, image_id).removeprefix(BASE_IMAGE_LINE)
 
 
 def unhonoured(lock: str, error: BuildError) -> list[str]:

@@ -486,3 +486,9 @@ def check_conflicts(
 
 def _at(line: int | None) -> str:
     return f" (line {line})" if line is not None else ""
+
+
+def lock_pins(lock: str) -> list[str]:
+    """The requirement lines of a lock (a freeze, with hashes or not): without comment lines
+    (a Docker lock's ``# base image: ...``) and option lines (``-e ...``)."""
+    return [ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "#-"]

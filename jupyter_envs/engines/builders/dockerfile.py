@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._version import __version__
 from ...errors import BuildError, SpecError
+from ...spec._requirements import lock_pins
 from ..docker import LABEL_ENV, LABEL_PYTHON, LABEL_SPEC_HASH, LABEL_VERSION
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from .docker_index import (
@@ -159,10 +160,6 @@ def locked_base(lock: str | None) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _locked_pins(lock: str) -> list[str]:
-    return sorted(ln.strip() for ln in lock.splitlines() if ln.strip() and ln[0] not in "#-")
-
-
 _IMAGE_OPTIONS = ("--index-url", "--extra-index-url", "--find-links")
 
 
@@ -236,7 +233,7 @@ def _render(env: Environment, settings: IndexSettings, lock: str | None = None) 
     requirements = sorted(env.all_pip_requirements())
     if lock is not None and not user_managed:
         # The lock wins over the spec: the versions of the first build, kernel side included.
-        requirements = _locked_pins(lock)
+        requirements = sorted(lock_pins(lock))
     if user_managed and requirements:
         raise BuildError(
             "python.user_managed_dependencies: the image's interpreter is used as it is, so "
