@@ -18,14 +18,14 @@ import pytest
 
 from jupyter_envs import Environment, EnvManager, Workspace
 from jupyter_envs.engines.builders.dockerfile import render_dockerfile
-from jupyter_envs.errors import BackendUnavailableError, SpecError
+from jupyter_envs.errors import SpecError
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 SUPPORT = {"constraints.txt"}  # files the corpus names, not entries of it
 FILES = sorted(p.name for p in CORPUS.iterdir() if p.name not in SUPPORT)
 
-# What each file must give: "build" (a venv spec, built), "conda" (parsed; its builder comes
-# with issue #11), "image" (a Dockerfile that renders), or (line, words) of a clear error.
+# What each file must give: "build" (a venv spec, built), "conda" (parsed, for the conda
+# builder), "image" (a Dockerfile that renders), or (line, words) of a clear error.
 EXPECTED: dict[str, str | tuple[int, str]] = {
     "Dockerfile.binder-minimal": "image",
     "Dockerfile.docker-stacks-scipy": "image",
@@ -123,8 +123,8 @@ def test_each_file_parses_and_builds_or_says_why_not(
         assert "# --- jupyter-envs layers ---" in render_dockerfile(env, environ={})
     elif expected == "conda":
         assert env.detected_format == "environment.yml"
-        with pytest.raises(BackendUnavailableError, match="'conda' builder is not available"):
-            EnvManager(workspace).builder_for(env)
+        # Built by the conda builder (test_conda_build.py builds such files for real).
+        assert EnvManager(workspace).builder_for(env).name == "conda"
     else:
         assert (env.detected_format, env.backend) == ("requirements.txt", "venv")
         fake = env.clone_with(backend="fake")

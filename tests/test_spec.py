@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -814,8 +815,10 @@ def test_unavailable_backend_fails_clearly_and_registers_nothing(
     backend: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Docker specs must be refused here as on a machine without an engine.
+    # Docker specs must be refused here as on a machine without an engine, conda specs as on
+    # one without py-rattler.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setitem(sys.modules, "rattler", None)
     Environment("kept", pip=["six"], backend="fake").build(ws=workspace)
     before = workspace.snapshot()
     env = make()

@@ -49,6 +49,13 @@ def export_text(record: VersionRecord, fmt: str) -> str:
         return conda.serialize_to_string()
     if fmt == "json":
         return json.dumps(env.to_dict(), indent=2) + "\n"
+    if fmt in ("pep723", "pylock") and record.backend == "conda":
+        # Both formats describe pip packages only: the conda records would be silently lost.
+        raise SpecError(
+            f"'{record.name}' is a conda environment: {fmt} cannot hold its conda packages "
+            "(export --format lock gives an explicit spec with its pip pins)",
+            field="format",
+        )
     if fmt == "pep723":
         from .interop import pep723_block
 

@@ -202,6 +202,11 @@ class EnvManager(ManagerBase):
         log_path = self.ws.start_build(build_id, env.name, spec_hash)
         staging = self.ws.env_dir(env.name) / f".staging-{build_id}"
         staging.parent.mkdir(parents=True, exist_ok=True)
+        # Named before the build: the per-name lock is held, so no other build of this name can
+        # take the version number, and builders that write their location into files need it.
+        artifact = self.ws.env_dir(env.name) / (
+            f"v{self.ws.next_version(env.name, spec_hash)}-{build_id[-8:]}"
+        )
         request = BuildRequest(
             env=env,
             staging=staging,
@@ -209,13 +214,13 @@ class EnvManager(ManagerBase):
             runtime_dir=ensure_runtime(self.ws.root),
             cache_dir=self.ws.root / "cache",
             lock=lock,
+            target=artifact,
         )
         sink(Progress("start", 0.0, f"building '{env.name}' with the {backend} builder"))
         try:
             with open(log_path, "a", buffering=1) as log:
                 output = yield_events(builder.build(request), sink, log)
                 version = self.ws.next_version(env.name, spec_hash)
-                artifact = self.ws.env_dir(env.name) / f"v{version}-{build_id[-8:]}"
                 if staging.exists():
                     staging.rename(artifact)
                 else:
@@ -325,7 +330,7 @@ class EnvManager(ManagerBase):
             backend=builder.name,
             argv=list(fields["argv"]),
             python_version=python_version,
-            env_vars=env.env_vars,
+            env_vars={**target.env, **env.kernel_env_vars},
             store_root=self.ws.root,
             description=env.description,
             interrupt_mode=str(fields.get("interrupt_mode", "signal")),

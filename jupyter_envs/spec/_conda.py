@@ -31,10 +31,14 @@ _KNOWN_KEYS = ("name", "channels", "dependencies", "variables", "prefix")
 # A conda match spec: a package name, then optionally a version/build ("numpy=1.26", "numpy>=1.2",
 # "numpy 1.26 py311*", "conda-forge::numpy"). Shell metacharacters are never part of one.
 _MATCH_SPEC = re.compile(
-    r"^(?:[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*::)?[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+    r"^(?:(?:[A-Za-z0-9_.\-]+|(?:https?|file)://[A-Za-z0-9_.\-:@%~]*)(?:/[A-Za-z0-9_.\-]+)*::)?"
+    r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
     r"(?:\s*(?:==|>=|<=|!=|~=|=|<|>)?\s*[A-Za-z0-9_.*+!,<>=|\-]+(?:\s+[A-Za-z0-9_.*+\-]+)?)?$"
 )
-_CHANNEL = re.compile(r"^[A-Za-z0-9_.\-]+$|^(?:https?|file)://\S+$")
+# A channel name, a URL, or a local folder (absolute, ./relative, ../relative or ~/...).
+_CHANNEL = re.compile(
+    r"^[A-Za-z0-9_.\-]+$|^(?:https?|file|s3)://\S+$|^(?:/|\./|\.\./|~/)[^\s;&|`$<>]*$"
+)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -89,7 +93,33 @@ def validate_match_spec(spec: str, *, line: int | None = None, source: str | Non
             text=spec,
             source=source,
         )
+    problem = _rattler_problem(spec)
+    if problem:
+        raise SpecError(
+            f"not a valid conda package spec: {problem}",
+            field="conda_dependencies",
+            line=line,
+            text=spec,
+            source=source,
+        )
     return spec
+
+
+def _rattler_problem(spec: str) -> str | None:
+    """What rattler's own MatchSpec parser (the one the build uses) says is wrong, if anything.
+
+    The regex above keeps shell syntax out; this catches what only a real parser sees
+    (``numpy >=< 1``). Without py-rattler installed the regex alone decides.
+    """
+    try:
+        from rattler import MatchSpec
+    except ImportError:
+        return None
+    try:
+        MatchSpec(spec)
+    except Exception as exc:  # rattler's parse errors have no public common base
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
 
 
 def _line_of(text: str | None, needle: str, occurrence: int = 1) -> int | None:
@@ -191,7 +221,11 @@ class CondaDependencies:
             self.name = str(data["name"])
         for channel in self._as_list(data.get("channels"), "channels", text, source):
             try:
-                self.add_channel(str(channel))
+                channel = str(channel)
+                if channel.startswith(("./", "../")) and base_dir is not None:
+                    # A folder next to the environment file, wherever the build runs from.
+                    channel = str((base_dir / channel).resolve())
+                self.add_channel(channel)
             except SpecError as exc:  # re-raised with the line, as every other error here
                 raise SpecError(
                     exc.message,

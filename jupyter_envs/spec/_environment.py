@@ -206,6 +206,13 @@ class Environment(WithActions):
     environment_variables = env_vars
 
     @property
+    def kernel_env_vars(self) -> dict[str, str]:
+        """What the kernel gets: the conda spec's ``variables``, then :attr:`env_vars` over them
+        (a conda spec attached after construction brings its variables too)."""
+        conda = self.python.conda_dependencies
+        return {**(conda.variables if conda else {}), **self._env_vars}
+
+    @property
     def backend(self) -> str:
         """The builder this spec names, else its :attr:`kind`.
 

@@ -85,6 +85,16 @@ def validate_secret_names(value: Iterable[str] | None) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: ipykernel's oldest Python: an environment asking for an older one cannot run a kernel.
+KERNEL_MIN_PYTHON = (3, 9)
+
+
+def too_old_for_kernel(version: str | None) -> bool:
+    """True for an exact ``X.Y[.Z]`` (or ``X.Y.*``) older than :data:`KERNEL_MIN_PYTHON`."""
+    match = re.match(r"^(\d+)\.(\d+)(?:\.[\d*]+)?\*?$", (version or "").strip())
+    return match is not None and (int(match[1]), int(match[2])) < KERNEL_MIN_PYTHON
+
+
 def validate_python_version(value: Any) -> str | None:
     """Accept ``None``, ``"3.11"``, ``"3.11.7"``, ``">=3.10"`` and similar."""
     if value is None:

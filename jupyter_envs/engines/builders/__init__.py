@@ -15,9 +15,9 @@ from ...errors import BackendUnavailableError
 from .._plugins import merge_plugins
 from ._process import CancelToken
 from .base import Builder, BuildOutput, BuildRequest
+from .conda import CondaBuilder
 from .docker import DockerBuilder
 from .fake import FakeBuilder
-from .planned import CondaPlaceholder
 from .uv import UvBuilder
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ __all__ = [
     "BuildRequest",
     "Builder",
     "CancelToken",
+    "CondaBuilder",
     "DockerBuilder",
     "FakeBuilder",
     "UvBuilder",
@@ -44,7 +45,7 @@ def available_builders() -> tuple[Builder, ...]:
     """Every builder in detect order (built-ins, with entry-point plug-ins merged in)."""
     # DockerBuilder imports the docker SDK only when used: without the SDK or a running engine
     # it still detects Docker specs and its unavailable_reason() says which is missing.
-    chain: list[Builder] = [DockerBuilder(), CondaPlaceholder(), UvBuilder()]
+    chain: list[Builder] = [DockerBuilder(), CondaBuilder(), UvBuilder()]
     # A new plug-in goes just before venv, which matches anything left.
     chain = merge_plugins(chain, ENTRY_POINT_GROUP, "builder", insert_at=-2)
     # The fake is never detected; it is chosen only by an explicit backend="fake".

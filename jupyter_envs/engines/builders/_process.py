@@ -82,11 +82,13 @@ def run_streaming(
     env_name: str | None = None,
     cwd: str | None = None,
     collect: bool = False,
+    untailed: str | None = None,
 ) -> Generator[LogLine, None, list[str]]:
     """Run ``cmd``, yielding each output line as it comes.
 
     With ``collect`` the lines are also returned (for short outputs such as a freeze); otherwise
-    only the last few are kept, for the error message.
+    only the last few are kept, for the error message. Lines starting with ``untailed`` (a
+    tool's machine-readable progress) are yielded but kept out of that tail.
 
     stderr is merged into the stream (uv reports progress on stderr). Raises
     :class:`BuildError` with the log tail on a non-zero exit and :class:`BuildCancelledError`
@@ -126,7 +128,8 @@ def run_streaming(
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            tail.append(line)
+            if untailed is None or not line.startswith(untailed):
+                tail.append(line)
             if collect:
                 collected.append(line)
             yield LogLine(line, "stdout")

@@ -42,6 +42,9 @@ class BuildRequest:
     #: Exact versions to install instead of resolving the spec (a lock a notebook carried, one
     #: ``name==version`` per line); a builder that cannot honour one refuses the build.
     lock: str | None = None
+    #: Where the artifact will live once registered (``staging`` is renamed to it). Builders
+    #: whose files record their own location (conda prefixes) write this path into them.
+    target: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,7 @@ def render_pod(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "env": [{"name": n, "value": _PLACEHOLDERS[n]} for n in _LAUNCH_ENV]
-        + [{"name": k, "value": v} for k, v in sorted(env.env_vars.items())]
+        + [{"name": k, "value": v} for k, v in sorted(env.kernel_env_vars.items())]
         + [
             {
                 "name": secret,

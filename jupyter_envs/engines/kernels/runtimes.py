@@ -13,7 +13,7 @@ on purpose should win over the local engine).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -48,6 +48,9 @@ class KernelTarget:
     python: str
     image: str | None = None
     magics: bool = True
+    #: Variables the kernel needs to run in the artifact (a conda prefix's activation: its
+    #: ``bin`` first on PATH, CONDA_PREFIX); ``${VAR}`` is jupyter_client's substitution.
+    env: dict[str, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class ContainerRuntime(KernelRuntime):
             memory=resources.memory,
             gpu=resources.gpu or None,
             secrets=list(env.secrets),
-            env_vars=dict(env.env_vars),
+            env_vars=env.kernel_env_vars,
         )
 
 
