@@ -92,3 +92,12 @@ def run_base() -> Iterator[str]:
     left = _engine.remove_run_images(keep_base=False)
     assert not containers, f"tests left containers: {containers}"
     assert not left, f"tests left images: {left}"
+
+
+@pytest.fixture(scope="session")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local conda channel of tests/_conda_channel.py (a packaged Python and small
+    packages), made once per session."""
+    from tests._conda_channel import make_channel
+
+    return make_channel(tmp_path_factory.getbasetemp())

@@ -149,6 +149,48 @@ def test_env_cell_switches_the_notebook(
             page.close()
 
 
+def test_a_conda_env_cell_switches_the_notebook(
+    browser: Any, tmp_path: Path, conda_channel: Path
+) -> None:
+    """An environment.yml cell: solved and installed by rattler from the local channel, its
+    kernel the conda prefix's own Python."""
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    cell = (
+        f"%%env e2econda\nchannels: [{conda_channel.as_uri()}]\n"
+        "dependencies:\n  - python=3.11\n  - jenvs-tool\n  - pip:\n      - six==1.17.0\n"
+    )
+    write_notebook(root / "conda.ipynb", ["%load_ext jupyter_envs", cell])
+    with jupyter_server("lab", root, tmp_path / "server") as server:
+        page = _open(browser, server, "/lab/tree/conda.ipynb")
+        try:
+            page.evaluate(JS_RUN_ALL)
+            try:
+                page.wait_for_function(
+                    f"() => {{ const p = ({JS_PANEL})(); "
+                    "return p && p.kernelName === 'jenv-e2econda-v1' && p.status === 'idle'; }",
+                    timeout=180_000,
+                )
+            except Exception:
+                outputs = page.evaluate(JS_OUTPUTS)
+                raise AssertionError(
+                    f"no switch; outputs:\n{outputs}\nserver log:\n{server.log_tail()}"
+                ) from None
+            out = page.evaluate(
+                JS_EXECUTE,
+                "import os, subprocess, sys, six; print(sys.prefix == os.environ['CONDA_PREFIX'],"
+                " six.__version__, subprocess.run(['jenvs-tool'], capture_output=True, "
+                "text=True).stdout.strip(), sys.prefix)",
+            ).split()
+            assert out[:4] == ["True", "1.17.0", "jenvs-tool", "1.0"], out
+            assert "/jupyter_envs/envs/e2econda/v1-" in out[4]
+            metadata = page.evaluate(JS_PANEL)["metadata"]
+            assert metadata["backend"] == "conda"
+            assert "@EXPLICIT" in metadata["lock"]
+        finally:
+            page.close()
+
+
 @pytest.mark.parametrize(
     ("app", "url_path"), [("lab", "/lab/tree/e2e.ipynb"), ("notebook", "/notebooks/e2e.ipynb")]
 )

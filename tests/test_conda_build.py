@@ -6,6 +6,7 @@ kernels start from the conda prefix; pip sections are installed by uv from the i
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import threading
@@ -18,18 +19,23 @@ from jupyter_envs import Environment, Workspace
 from jupyter_envs.engines import condalock
 from jupyter_envs.engines.builders import CancelToken
 from jupyter_envs.engines.builders.conda import CHANNEL_ALIAS_VAR, resolve_channels
-from jupyter_envs.errors import BuildCancelledError, BuildError, SpecError
+from jupyter_envs.errors import (
+    BuildCancelledError,
+    BuildError,
+    LockNotHonouredError,
+    SpecError,
+)
 from jupyter_envs.events import Event, LogLine, Progress
+from jupyter_envs.facade.carry import carried
 from jupyter_envs.facade.manager import get_manager
 from jupyter_envs.spec._conda import CondaDependencies
-from tests._conda_channel import make_channel
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_channel(tmp_path_factory.getbasetemp())
+@pytest.fixture(scope="module")
+def channel(conda_channel: Path) -> Path:
+    return conda_channel
 
 
 def _env_yml(channel: Path, *deps: str, pip: tuple[str, ...] = (), extra: str = "") -> str:
@@ -355,3 +361,36 @@ def test_a_conda_env_without_rattler_installed_says_so(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert "py-rattler is not installed" in out.stdout
+
+
+def test_a_notebook_carries_a_conda_env_to_another_store(
+    built: tuple[Workspace, Path, list[Event]], tmp_path: Path
+) -> None:
+    ws, _, _ = built
+    record = carried(ws.get("condasmoke"))
+    assert record.backend == "conda"
+    here = get_manager(_ws(tmp_path))
+    plan = here.restore_plan(record)
+    assert plan.from_lock
+    assert plan.lock_usable
+    assert any(i.startswith("jenvs-hello 1.0 0 (file://") for i in plan.installs)
+    assert "six==1.17.0" in plan.installs
+    assert not plan.warnings
+    result = here.restore(record)
+    assert not result.cache_hit
+    restored = condalock.parse(here.ws.get("condasmoke").lock or "")
+    assert restored.pins == condalock.parse(record.lock or "").pins
+
+
+def test_a_local_channel_missing_here_is_pointed_out(
+    built: tuple[Workspace, Path, list[Event]], tmp_path: Path
+) -> None:
+    ws, _, _ = built
+    record = carried(ws.get("condasmoke"))
+    lock = (record.lock or "").replace("conda-channel-py", "gone-channel-py")
+    moved = dataclasses.replace(record, lock=lock)
+    plan = get_manager(_ws(tmp_path)).restore_plan(moved)
+    assert any("is a folder of the first machine" in w for w in plan.warnings)
+    with pytest.raises(LockNotHonouredError) as info:
+        get_manager(_ws(tmp_path)).restore(moved)
+    assert "could not be read" in str(info.value)

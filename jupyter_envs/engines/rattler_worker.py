@@ -1,6 +1,7 @@
 """Solve and install a conda environment with py-rattler, in a process of its own.
 
-Run by the conda builder as ``python -m jupyter_envs.engines.rattler_worker JOB.json``.
+Run by the conda builder as ``python <this file> JOB.json`` (no package import: it needs only
+rattler and the standard library).
 A process, not a thread: cancelling a build kills its process group, so nothing is written into
 the staging prefix after the build has given up on it (rattler's Rust tasks do not stop when a
 Python coroutine is cancelled).

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
+from ..engines import condalock
 from ..engines.builders import choose_builder
 from ..engines.builders.dockerfile import BASE_IMAGE_LINE, base_image_line, locked_base
 from ..engines.store import VersionRecord
@@ -220,24 +222,26 @@ def plan(
             f"a {env.kind} environment cannot be rebuilt from its lock yet: re-resolve it from "
             "its spec (versions may differ from the first machine's)"
         )
-    if from_lock:
-        # Shown without their file hashes (checked when installing, not read by people).
-        installs = tuple(
-            ln.split(" --hash", 1)[0].strip()
-            for ln in (record.lock or "").splitlines()
-            if ln.strip() and not ln.startswith("#")
-        )
-    else:
-        conda = env.python.conda_dependencies
-        installs = (*(conda.conda_packages if conda else ()), *env.all_pip_requirements())
     conda = env.python.conda_dependencies
+    channels = conda.channels if conda else ()
+    if from_lock:
+        installs = tuple(shown for shown, _name in _lock_entries(record.lock or ""))
+        if condalock.is_conda_lock(record.lock or ""):
+            channels = tuple(condalock.parse(record.lock or "").channels)
+    else:
+        installs = (*(conda.conda_packages if conda else ()), *env.all_pip_requirements())
+    warnings.extend(
+        f"the conda channel {channel} is a folder of the first machine, not on this one"
+        for channel in channels
+        if channel.startswith("file://") and not Path(unquote(urlparse(channel).path)).is_dir()
+    )
     return RestorePlan(
         record=record,
         env=env,
         from_lock=from_lock,
         lock_usable=lock_usable,
         installs=installs,
-        channels=conda.channels if conda else (),
+        channels=channels,
         pip_options=env.all_pip_options(),
         local_paths=env.local_paths(),
         base_image=_base_image(resolved, record.lock if from_lock else None),
@@ -257,19 +261,35 @@ def _base_image(env: Environment, lock: str | None) -> str | None:
     return base_image_line(ref, image_id).removeprefix(BASE_IMAGE_LINE)
 
 
+def _lock_entries(lock: str) -> list[tuple[str, str]]:
+    """Each locked package of a lock as (what a person reads, its name): pip pins without
+    their file hashes; conda records as ``name version build (channel/subdir)``."""
+    if condalock.is_conda_lock(lock):
+        parsed = condalock.parse(lock)
+        entries = [
+            (f"{p.name} {p.version} {p.build} ({p.channel}/{p.subdir})", p.name)
+            for p in parsed.pins
+        ]
+        lines: list[str] = [*parsed.pip]
+    else:
+        entries, lines = [], [ln for ln in lock.splitlines() if not ln.startswith("#")]
+    for line in lines:
+        pin = line.split(";", 1)[0].split(" --hash", 1)[0].strip()
+        if pin:
+            entries.append((pin, re.split(r"[=<>!~ @\[]", pin, maxsplit=1)[0]))
+    return entries
+
+
 def unhonoured(lock: str, error: BuildError) -> list[str]:
-    """The locked pins (``name==version``) that a failed build's output names."""
+    """The locked pins (``name==version``, or a conda record) that a failed build's output
+    names."""
     said = " ".join((error.message, *error.log_tail)).lower()
     said = re.sub(r"[-_.]+", "-", said)
     found = []
-    for line in lock.splitlines():
-        if line.startswith("#"):
-            continue
-        pin = line.split(";", 1)[0].split(" --hash", 1)[0].strip()
-        name = re.split(r"[=<>!~ @\[]", pin, maxsplit=1)[0]
+    for shown, name in _lock_entries(lock):
         key = re.sub(r"[-_.]+", "-", name.lower())
         if key and re.search(rf"(?<![a-z0-9-]){re.escape(key)}(?![a-z0-9-])", said):
-            found.append(pin)
+            found.append(shown)
     return found
 
 

@@ -131,6 +131,11 @@ def pep723_block(env: Environment, lock: str | None, python: str | None = None) 
 def juv_parts(record: Carried) -> tuple[str, str]:
     """The PEP 723 cell source and the ``uv.lock`` text that make our record readable by juv
     (the lock pins the same versions as ours)."""
+    if record.backend == "conda":
+        raise SpecError(
+            "a conda environment has no PEP 723 form (juv and uv install pip packages only)",
+            field="backend",
+        )
     env = record.environment()
     block = pep723_block(env, record.lock, record.python)
     return block, script_lock(block)

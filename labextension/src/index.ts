@@ -431,7 +431,8 @@ class PanelWatcher {
       `${this._panel.title.label}: switched to environment ${label} (kernel ${kernel_name})`,
       { autoClose: 5000 }
     );
-    if (carried) {
+    // juv and uv know pip packages only: a conda environment has no PEP 723 form.
+    if (carried && carried.backend !== 'conda') {
       void this._keepJuv(carried, label);
     }
   }
