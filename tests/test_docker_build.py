@@ -26,9 +26,11 @@ import pytest
 import yaml
 
 from jupyter_envs import Environment
+from jupyter_envs.engines import condalock
 from jupyter_envs.engines.builders import CancelToken
 from jupyter_envs.engines.builders.docker import DockerBuilder, engine_unavailable_reason
 from jupyter_envs.engines.builders.dockerfile import (
+    VENV_PATH,
     image_details,
     render_dockerfile,
 )
@@ -417,3 +419,48 @@ def test_a_docker_environment_gets_a_kubernetes_kernelspec(
     spec = json.loads((kernels / f"jenv-{name}-v1-k8s" / "kernel.json").read_text())
     assert spec["metadata"]["kernel_provisioner"]["config"]["image_name"] == image
     assert spec["env"] == {"KERNEL_NAMESPACE": "nlp"}
+
+
+def test_a_conda_environment_becomes_an_image_whose_prefix_runs(
+    workspace: Workspace, name: str, conda_channel: Path, tmp_path: Path
+) -> None:
+    """Issue #11: a conda spec with a base image: the prefix is solved and installed by
+    rattler on this machine for the image's path, copied in, and its Python runs there."""
+    text = (
+        f"channels: [{conda_channel.as_uri()}]\ndependencies:\n  - python=3.11\n"
+        "  - jenvs-tool\n  - pip:\n      - six==1.17.0\nvariables:\n  JENVS_FLAG: 'on'\n"
+    )
+    env = Environment.from_text(name, text)
+    env.docker.base_image = BASE
+    events = Recorder()
+    result = env.build(ws=workspace, on_event=events)
+    assert result.backend == "docker"
+    lock = EnvManager(workspace).record(name).lock or ""
+    assert lock.startswith("# base image: ")
+    pins = {p.name: p for p in condalock.parse(lock).pins}
+    assert pins["jenvs-hello"].version == "1.0"
+    assert "six==1.17.0" in condalock.parse(lock).pip
+    info = _artifact_json(workspace, name)
+    assert f"COPY jenv-conda {VENV_PATH}" in info["dockerfile"]
+    out = _run(
+        info["tag"],
+        "import os, subprocess, sys, six; print(sys.prefix, six.__version__, "
+        "os.environ['JENVS_FLAG'], os.environ['CONDA_PREFIX'], "
+        "subprocess.run(['jenvs-tool'], capture_output=True, text=True).stdout.strip())",
+    )
+    assert out.split() == [VENV_PATH, "1.17.0", "on", VENV_PATH, "jenvs-tool", "1.0"]
+    # Scripts pip installed on this machine run in the image (they name the image's prefix).
+    version = _docker("run", "--rm", "--network", "none", info["tag"], "ipython", "--version")
+    assert version.strip()[0].isdigit()
+    # Its kernel: in a container, through our provisioner, on the conda prefix's Python.
+    from tests.test_docker_kernels import run, start, stop
+
+    km, kc = start(f"jenv-{name}-v1", tmp_path)
+    try:
+        out, reply = run(kc, "import sys; print(sys.prefix)")
+    finally:
+        stop(km, kc)
+    assert reply["status"] == "ok", reply
+    assert out.strip() == VENV_PATH
+    # Nothing of the host-side prefix or the context is left beside the version.
+    assert not [p for p in (workspace.root / "envs" / name).iterdir() if p.name.startswith(".")]

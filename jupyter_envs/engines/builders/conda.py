@@ -43,6 +43,8 @@ CHANNEL_ALIAS_VAR = "JUPYTER_ENVS_CONDA_CHANNEL_ALIAS"
 _DEFAULT_ALIAS = "https://conda.anaconda.org/"
 # conda's "defaults" is not a channel on the alias but Anaconda's own repository.
 _DEFAULTS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+# Enough of a script to hold its shebang or uv's two-line sh header.
+_SCRIPT_HEADER = 1024
 _UV_STEPS = (
     (re.compile(r"^Resolved \d+ package"), 0.76, "pip: resolved"),
     (re.compile(r"^(Prepared|Downloaded) \d+ package"), 0.82, "pip: downloaded"),
@@ -280,20 +282,25 @@ class CondaBuilder(Builder):
 
 
 def _retarget_scripts(bindir: Path, staging: Path, final: Path) -> int:
-    """Point the shebangs uv wrote (``#!<staging>/bin/python``) at the final prefix."""
+    """Point the scripts uv wrote at the final prefix: ``#!<staging>/bin/python``, or, for a
+    path too long for a shebang, the ``exec "<staging>/bin/python"`` line of uv's sh header."""
     if staging == final or not bindir.is_dir():
         return 0
-    old = f"#!{staging}/".encode()
+    old, new = str(staging).encode(), str(final).encode()
     count = 0
     for path in bindir.iterdir():
         if path.is_symlink() or not path.is_file():
             continue
         with open(path, "rb") as handle:
-            head = handle.read(len(old))
-        if head != old:
+            head = handle.read(_SCRIPT_HEADER)
+        if not head.startswith(b"#!"):
+            continue
+        end = head.find(b"\n", head.find(b"\n") + 1)  # the first two lines: the header
+        header = head[: end if end > 0 else len(head)]
+        if old not in header:
             continue
         data = path.read_bytes()
-        path.write_bytes(f"#!{final}/".encode() + data[len(old) :])
+        path.write_bytes(header.replace(old, new) + data[len(header) :])
         count += 1
     return count
 

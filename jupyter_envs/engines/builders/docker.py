@@ -7,18 +7,19 @@ event loop. The engine is found by ``docker.from_env()``, so ``DOCKER_HOST`` is 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...errors import BuildError
 from ...events import Event, LogLine, Progress
 from .. import docker as _docker
 from ..kernels.runtimes import KernelTarget
 from .base import Builder, BuildOutput, BuildRequest
-from .dockerfile import base_image_line, locked_base, prepare_context
+from .dockerfile import VENV_PATH, base_image_line, locked_base, needs_conda, prepare_context
 from .images import base_reference, build_image, inspect_python
 
 if TYPE_CHECKING:
@@ -73,11 +74,19 @@ class DockerBuilder(Builder):
         env = request.env
         client = docker_client()
         try:
-            yield Progress("dockerfile", 0.01, "writing the Dockerfile")
             context = request.staging.parent / f"{request.staging.name}.context"
+            prefix = request.staging.parent / f"{request.staging.name}.conda"
+            conda_lock: str | None = None
             try:
+                if needs_conda(env):
+                    conda_lock = yield from _conda_prefix(request, prefix)
+                yield Progress("dockerfile", 0.5 if conda_lock else 0.01, "writing the Dockerfile")
                 plan = prepare_context(
-                    env, context, runtime_dir=request.runtime_dir, lock=request.lock
+                    env,
+                    context,
+                    runtime_dir=request.runtime_dir,
+                    lock=request.lock,
+                    conda_prefix=prefix if conda_lock else None,
                 )
                 if request.lock is not None:
                     yield from _check_locked_base(client, plan.base_image, request.lock)
@@ -86,11 +95,18 @@ class DockerBuilder(Builder):
                 if plan.buildargs:
                     names = ", ".join(sorted(plan.buildargs))
                     yield LogLine(f"Build args from the host configuration: {names}")
-                image = yield from build_image(client, plan, request.cancel, env_name=env.name)
+                building = build_image(client, plan, request.cancel, env_name=env.name)
+                if conda_lock is not None:  # the image build is the second half, after conda's
+                    building = _rescaled(building, 0.5, 1.0)
+                image = yield from building
             finally:
                 shutil.rmtree(context, ignore_errors=True)
+                shutil.rmtree(prefix, ignore_errors=True)
             yield Progress("lock", 0.9, "recording the installed packages")
+            # Run in the image either way: it proves the kernel's interpreter starts there.
             version, lock = inspect_python(client, image.tag, plan.python, env.name)
+            if conda_lock is not None:
+                lock = conda_lock
             if plan.base_image is not None:
                 lock = base_image_line(*base_reference(client, plan.base_image)) + "\n" + lock
             details = {
@@ -198,6 +214,35 @@ def read_image_json(artifact: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or "tag" not in data:
         raise BuildError(f"{artifact / IMAGE_JSON} names no image")
     return data
+
+
+def _conda_prefix(request: BuildRequest, prefix: Path) -> Generator[Event, None, str]:
+    """Build the conda prefix of an image on this machine, for the image's path (VENV_PATH):
+    solved and linked by rattler, pip section by uv, like a local conda environment. Its
+    progress takes the first half of the build. Returns the conda lock."""
+    from .conda import CondaBuilder
+
+    conda_request = dataclasses.replace(request, staging=prefix, target=Path(VENV_PATH))
+    output = yield from _rescaled(CondaBuilder().build(conda_request), 0.02, 0.48)
+    return output.lock
+
+
+_T = TypeVar("_T")
+
+
+def _rescaled(
+    steps: Generator[Event, None, _T], low: float, high: float
+) -> Generator[Event, None, _T]:
+    """``steps``' events, their progress fractions mapped into ``[low, high]``."""
+    while True:
+        try:
+            event = next(steps)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+        if isinstance(event, Progress):
+            event = Progress(event.phase, low + (high - low) * event.fraction, event.message)
+        yield event
 
 
 def _check_locked_base(

@@ -73,6 +73,8 @@ RUNTIME_PATH = "/opt/jupyter-envs/runtime"
 _BUILD_DIR = "/opt/jupyter-envs/build"
 _CA_NAME = "jenv-build/ca.crt"
 _RUNTIME_CONTEXT = "jenv-build/runtime"
+# A conda prefix built on the host, copied to VENV_PATH as it is (modes kept: not in jenv-build).
+CONDA_CONTEXT = "jenv-conda"
 
 
 def default_base_image() -> str:
@@ -218,20 +220,28 @@ def _refuse_what_an_image_cannot_take(env: Environment) -> None:
         )
 
 
-def _render(env: Environment, settings: IndexSettings, lock: str | None = None) -> str:
+def needs_conda(env: Environment) -> bool:
+    """True when the image's environment is a conda prefix (conda packages beyond python/pip)."""
     conda = env.python.conda_dependencies
-    if conda is not None and conda.needs_conda():
+    return conda is not None and conda.needs_conda()
+
+
+def _render(env: Environment, settings: IndexSettings, lock: str | None = None) -> str:
+    conda = needs_conda(env)
+    user_managed = env.python.user_managed_dependencies
+    if conda and user_managed:
         raise BuildError(
-            "conda packages in a Docker environment are not supported yet; list pip packages, "
-            "or install conda packages in the Dockerfile (docker.base_dockerfile)",
+            "python.user_managed_dependencies uses the image's own interpreter, so conda "
+            "packages would be ignored: install them in the Dockerfile, or drop the setting",
             env_name=env.name,
         )
-    _refuse_what_an_image_cannot_take(env)
+    if not conda:
+        # A conda prefix is made on the host (pip section included): none of this applies.
+        _refuse_what_an_image_cannot_take(env)
     if env.docker.base_dockerfile:
         check_classic_syntax(env.docker.base_dockerfile)
-    user_managed = env.python.user_managed_dependencies
-    requirements = sorted(env.all_pip_requirements())
-    if lock is not None and not user_managed:
+    requirements = [] if conda else sorted(env.all_pip_requirements())
+    if lock is not None and not user_managed and not conda:
         # The lock wins over the spec: the versions of the first build, kernel side included.
         requirements = sorted(lock_pins(lock))
     if user_managed and requirements:
@@ -292,6 +302,10 @@ def _render(env: Environment, settings: IndexSettings, lock: str | None = None) 
             f"    PIP_BREAK_SYSTEM_PACKAGES=1 {python} -m pip install --no-cache-dir \\\n"
             f"{_quote_lines(kernel_reqs)}"
         )
+    elif conda:
+        # Solved and installed on the host for this image's path (see the conda builder): the
+        # base image needs no Python of its own, only a glibc as recent as the packages'.
+        out.append(f"COPY {CONDA_CONTEXT} {VENV_PATH}")
     else:
         check = ""
         want = env.effective_python()
@@ -334,9 +348,11 @@ def _render(env: Environment, settings: IndexSettings, lock: str | None = None) 
         f'.write_text(sys.argv[1] + "\\n")\' {RUNTIME_PATH}; \\\n'
         f"    rm -rf {_BUILD_DIR}"
     )
-    if not user_managed:
+    if conda:
+        out.append(f"ENV CONDA_PREFIX={VENV_PATH} PATH={VENV_PATH}/bin:$PATH")
+    elif not user_managed:
         out.append(f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:$PATH")
-    for key, value in sorted(env.env_vars.items()):
+    for key, value in sorted(env.kernel_env_vars.items()):
         out.append(f"ENV {key}={_env_quote(value)}")
     if restore_user:
         out.append(f"USER {restore_user}")
@@ -400,12 +416,19 @@ def prepare_context(
     runtime_dir: Path | None = None,
     tag: str | None = None,
     lock: str | None = None,
+    conda_prefix: Path | None = None,
 ) -> BuildPlan:
     """Write the Dockerfile, the CA bundle and the jupyter_envs package into a build context.
 
     ``directory`` defaults to a new temporary directory (the caller removes it).
     ``runtime_dir`` is the store's runtime copy of the package; the running package otherwise.
+    ``conda_prefix`` (a conda spec) is the prefix built for the image's path: it is moved into
+    the context.
     """
+    if needs_conda(env) and conda_prefix is None:
+        raise BuildError(
+            "a conda environment's image needs its prefix built first", env_name=env.name
+        )
     settings = index_settings(env)
     text = _render(env, settings, lock)
     context = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="jenv-"))
@@ -417,6 +440,9 @@ def prepare_context(
     if settings.ca_file is not None:
         shutil.copyfile(settings.ca_file, context / _CA_NAME)
     _copy_package(runtime_dir, context / _RUNTIME_CONTEXT)
+    if conda_prefix is not None:
+        shutil.rmtree(context / CONDA_CONTEXT, ignore_errors=True)
+        conda_prefix.rename(context / CONDA_CONTEXT)
     for path in (context / "jenv-build").rglob("*"):
         # Fixed modes: the legacy builder's COPY cache key includes them.
         path.chmod(0o755 if path.is_dir() else 0o644)
