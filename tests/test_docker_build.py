@@ -441,7 +441,7 @@ def test_a_conda_environment_becomes_an_image_whose_prefix_runs(
     assert pins["jenvs-hello"].version == "1.0"
     assert "six==1.17.0" in condalock.parse(lock).pip
     info = _artifact_json(workspace, name)
-    assert f"COPY jenv-conda {VENV_PATH}" in info["dockerfile"]
+    assert f"ADD jenv-conda.tar {VENV_PATH}/" in info["dockerfile"]
     out = _run(
         info["tag"],
         "import os, subprocess, sys, six; print(sys.prefix, six.__version__, "
