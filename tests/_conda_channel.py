@@ -33,15 +33,14 @@ _STDLIB_SKIP = {
     "turtledemo",
     "ensurepip",
     "lib2to3",
-    "__pycache__",
 }
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644, mtime: int = 0) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = mode
-    info.mtime = 0
+    info.mtime = mtime
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -84,12 +83,15 @@ def package(
     target = folder / f"{name}-{version}-{build}.tar.bz2"
     with tarfile.open(target, "w:bz2", compresslevel=compresslevel) as tar:
         for path, content in sorted(files.items()):
+            mtime = 0
             if isinstance(content, Path):
                 data = content.read_bytes()
                 mode = 0o755 if os.access(content, os.X_OK) else 0o644
+                # Kept: the standard library's .pyc files are checked against their sources'.
+                mtime = int(content.stat().st_mtime)
             else:
                 data, mode = content, 0o755 if path.startswith("bin/") else 0o644
-            _add(tar, path, data, mode)
+            _add(tar, path, data, mode, mtime)
             paths.append(
                 {
                     "_path": path,
@@ -143,13 +145,13 @@ def python_package(channel: Path, *, build: str = "jenvs_0") -> Path:
     if library and (Path(libdir) / library).exists():
         files[f"lib/{library}"] = Path(libdir) / library
     stdlib = Path(sysconfig.get_paths()["stdlib"])
+    plain_pyc = f".{sys.implementation.cache_tag}.pyc"
     for path in sorted(stdlib.rglob("*")):
         rel = path.relative_to(stdlib)
-        if (
-            rel.parts[0] in _STDLIB_SKIP
-            or "__pycache__" in rel.parts
-            or rel.parts[0].startswith("config-")
-        ):
+        if rel.parts[0] in _STDLIB_SKIP or rel.parts[0].startswith("config-"):
+            continue
+        # Bytecode as a real python package ships it (not the -O variants).
+        if "__pycache__" in rel.parts and not path.name.endswith(plain_pyc):
             continue
         if path.is_file() and not path.is_symlink():
             files[f"lib/python{short}/{rel.as_posix()}"] = path

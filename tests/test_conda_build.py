@@ -29,6 +29,7 @@ from jupyter_envs.events import Event, LogLine, Progress
 from jupyter_envs.facade.carry import carried
 from jupyter_envs.facade.manager import get_manager
 from jupyter_envs.spec._conda import CondaDependencies
+from tests._wheels import tiny_wheel
 
 pytestmark = pytest.mark.integration
 
@@ -394,3 +395,32 @@ def test_a_local_channel_missing_here_is_pointed_out(
     with pytest.raises(LockNotHonouredError) as info:
         get_manager(_ws(tmp_path)).restore(moved)
     assert "could not be read" in str(info.value)
+
+
+def test_the_pip_section_takes_url_requirements_and_options(channel: Path, tmp_path: Path) -> None:
+    """Everything a requirements.txt may hold: here an option (--find-links) and a direct URL."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    tiny_wheel(wheels, "1.0")
+    wheel = wheels / "jenvs_tinypkg-1.0-py3-none-any.whl"
+    text = _env_yml(
+        channel,
+        "jenvs-hello",
+        pip=(f"--find-links {wheels}", f"jenvs-tinypkg @ {wheel.as_uri()}"),
+    )
+    ws = _ws(tmp_path)
+    Environment.from_text("urls", text).build(ws=ws)
+    lock = condalock.parse(ws.get("urls").lock or "")
+    assert any(p.startswith("jenvs-tinypkg @ file://") for p in lock.pip), lock.pip
+    prefix = Path(ws.get("urls").artifact or "")
+    out = subprocess.run(
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import jenvs_tinypkg; print(jenvs_tinypkg.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "1.0"

@@ -28,15 +28,26 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..._version import __version__
+from ...errors import BuildCancelledError, BuildError
+from ...events import Event, LogLine, Progress
+from ._process import run_streaming
+
+if TYPE_CHECKING:
+    from packaging.version import Version
+
+    from .base import BuildRequest
 
 __all__ = [
     "BytecodePlan",
     "Measuring",
     "compile_command",
+    "kernel_bytecode",
     "kernel_start_files",
     "link_cached",
     "plan",
@@ -193,3 +204,44 @@ def link_cached(links: list[tuple[Path, Path]]) -> int:
             os.replace(tmp, dest)
         placed += 1
     return placed
+
+
+def kernel_bytecode(
+    request: BuildRequest,
+    python: str,
+    site: Path,
+    version: Version,
+    measuring: Measuring | None,
+    fraction: float = 0.9,
+) -> Generator[Event, None, None]:
+    """A build's step: bytecode for what the kernel imports at start, from ``site`` and the
+    runtime copy of jupyter_envs (compiled by ``python`` where the store's cache lacks it)."""
+    yield Progress("bytecode", fraction, "bytecode for the kernel's start")
+    cache = request.cache_dir / "bytecode"
+    files = kernel_start_files(cache, measuring)
+    if not files:
+        yield LogLine("Kernel start modules could not be measured: no bytecode prepared")
+        return
+    tag = f"cpython-{version.major}{version.minor}"
+    found = plan(files, [site, request.runtime_dir], cache, tag)
+    if found.missing:
+        command = compile_command(python, found.missing, request.staging)
+        try:
+            yield from run_streaming(
+                command,
+                env=dict(os.environ),
+                cancel=request.cancel,
+                what="compiling the kernel's start modules",
+                env_name=request.env.name,
+            )
+        except BuildCancelledError:
+            raise
+        except BuildError as exc:  # bytecode only speeds kernels up: never fail a build on it
+            yield LogLine(f"Bytecode for kernel start not prepared: {exc.message}")
+        finally:
+            Path(command[-1]).unlink(missing_ok=True)
+    placed = link_cached(found.links)
+    yield LogLine(
+        f"Bytecode for kernel start: {len(found.links)} files ({len(found.missing)} compiled "
+        f"now, {placed} placed)"
+    )

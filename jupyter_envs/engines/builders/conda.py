@@ -21,6 +21,8 @@ from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from packaging.version import Version
+
 from ...errors import BuildError, SpecError
 from ...events import Event, LogLine, Progress
 from ...spec._validate import KERNEL_MIN_PYTHON, too_old_for_kernel
@@ -28,6 +30,7 @@ from .. import condalock, rattler_worker
 from ..kernels.runtimes import KernelTarget
 from ..rattler_worker import PROGRESS_MARK
 from ..runtime import KERNEL_SIDE_REQUIREMENTS
+from . import bytecode
 from ._process import run_streaming
 from .base import Builder, BuildOutput, BuildRequest
 from .uv import RUNTIME_PTH
@@ -250,9 +253,18 @@ class CondaBuilder(Builder):
         uv_env, _ = uv_environment()
         # uv would otherwise refuse to touch an interpreter that is not a virtualenv's.
         uv_env["UV_BREAK_SYSTEM_PACKAGES"] = "1"
-        yield from self._pip(request, uv, python, pip_lines, pip_constraints, uv_env)
+        # Once per store, and beside the install: what a kernel imports at start.
+        measuring = bytecode.start_measuring(request.cache_dir / "bytecode")
         site = prefix / "lib" / f"python{short}" / "site-packages"
-        (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
+        try:
+            yield from self._pip(request, uv, python, pip_lines, pip_constraints, uv_env)
+            (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
+            yield from bytecode.kernel_bytecode(
+                request, python, site, Version(result["python"]), measuring, fraction=0.9
+            )
+        finally:
+            if measuring is not None:
+                measuring.discard()
         final = Path(job["final"])
         fixed = _retarget_scripts(prefix / "bin", prefix, final)
         if fixed:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sys
@@ -22,8 +21,6 @@ from .pythons import python_site_packages, select_interpreter
 from .uvtool import find_uv, uv_environment
 
 if TYPE_CHECKING:
-    from packaging.version import Version
-
     from ...spec._environment import Environment
 
 __all__ = ["UvBuilder", "find_uv", "uv_environment"]
@@ -56,45 +53,6 @@ class UvBuilder(Builder):
     def kernel_target(self, artifact: Path) -> KernelTarget:
         """The venv's own interpreter."""
         return KernelTarget(python=str(artifact / "bin" / "python"))
-
-    def _kernel_bytecode(
-        self,
-        request: BuildRequest,
-        python: str,
-        site: Path,
-        version: Version,
-        measuring: bytecode.Measuring | None,
-    ) -> Generator[Event, None, None]:
-        """Bytecode for what the kernel imports at start (see bytecode.py)."""
-        yield Progress("bytecode", 0.9, "bytecode for the kernel's start")
-        cache = request.cache_dir / "bytecode"
-        files = bytecode.kernel_start_files(cache, measuring)
-        if not files:
-            yield LogLine("Kernel start modules could not be measured: no bytecode prepared")
-            return
-        tag = f"cpython-{version.major}{version.minor}"
-        plan = bytecode.plan(files, [site, request.runtime_dir], cache, tag)
-        if plan.missing:
-            command = bytecode.compile_command(python, plan.missing, request.staging)
-            try:
-                yield from run_streaming(
-                    command,
-                    env=dict(os.environ),
-                    cancel=request.cancel,
-                    what="compiling the kernel's start modules",
-                    env_name=request.env.name,
-                )
-            except BuildCancelledError:
-                raise
-            except BuildError as exc:  # bytecode only speeds kernels up: never fail a build on it
-                yield LogLine(f"Bytecode for kernel start not prepared: {exc.message}")
-            finally:
-                Path(command[-1]).unlink(missing_ok=True)
-        placed = bytecode.link_cached(plan.links)
-        yield LogLine(
-            f"Bytecode for kernel start: {len(plan.links)} files ({len(plan.missing)} compiled "
-            f"now, {placed} placed)"
-        )
 
     def _hashed(
         self,
@@ -221,7 +179,7 @@ class UvBuilder(Builder):
                             yield Progress("install", fraction, label)
             site = python_site_packages(prefix, interp)
             (site / RUNTIME_PTH).write_text(str(request.runtime_dir) + "\n")
-            yield from self._kernel_bytecode(request, python, site, interp.version, measuring)
+            yield from bytecode.kernel_bytecode(request, python, site, interp.version, measuring)
         finally:
             if measuring is not None:
                 measuring.discard()
