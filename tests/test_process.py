@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_envs.engines.builders._process import CancelToken, run_streaming
+from jupyter_envs.engines.builders._process import CancelToken, Spare, run_streaming
 from jupyter_envs.errors import BuildCancelledError, BuildError
 from jupyter_envs.events import LogLine
 
@@ -87,7 +87,7 @@ def test_uvs_explanation_keeps_its_line_breaks() -> None:
 # and keeps running.
 _PARENT = """
 import os, sys
-from jupyter_envs.engines.builders._process import CancelToken, run_streaming
+from jupyter_envs.engines.builders._process import CancelToken, Spare, run_streaming
 child = (
     "import subprocess, sys, time;"
     "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
@@ -129,3 +129,27 @@ def test_a_killed_build_process_takes_its_commands_with_it() -> None:
         for pid in pids if "pids" in locals() else []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_spare_waits_for_its_job_and_is_replaced_when_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    echo = [sys.executable, "-c", "import sys; print('job:', sys.stdin.readline().strip())"]
+    spare = Spare(echo)
+    assert spare.take() is None  # none yet: this starts one
+    deadline = time.monotonic() + 30
+    while (proc := spare.take()) is None:
+        assert time.monotonic() < deadline, "no spare was started"
+        time.sleep(0.05)
+    out, _ = proc.communicate("one\n", timeout=30)
+    assert out.strip() == "job: one"
+    # A spare started under other environment variables is not used (then replaced).
+    time.sleep(0.5)
+    monkeypatch.setenv("JENVS_SPARE_TEST", "changed")
+    assert spare.take() is None
+    deadline = time.monotonic() + 30
+    while (proc := spare.take()) is None:
+        assert time.monotonic() < deadline, "no spare was started"
+        time.sleep(0.05)
+    out, _ = proc.communicate("two\n", timeout=30)
+    assert out.strip() == "job: two"

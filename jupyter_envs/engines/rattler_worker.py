@@ -1,7 +1,8 @@
 """Solve and install a conda environment with py-rattler, in a process of its own.
 
-Run by the conda builder as ``python <this file> JOB.json`` (no package import: it needs only
-rattler and the standard library).
+Run by the conda builder as ``python <this file> JOB.json``, or started ahead of need as
+``python <this file>``, which imports rattler and then reads the job file's path from stdin
+(no package import either way: it needs only rattler and the standard library).
 A process, not a thread: cancelling a build kills its process group, so nothing is written into
 the staging prefix after the build has given up on it (rattler's Rust tasks do not stop when a
 Python coroutine is cancelled).
@@ -247,9 +248,19 @@ def _no_candidates(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the job file named on the command line; 0 on success, 1 with an ``error:`` block."""
+    """Run the job file named on the command line, or else on the first line of stdin (a
+    spare worker: rattler is imported before it waits); 0 on success, 1 with an ``error:``
+    block."""
     args = sys.argv[1:] if argv is None else argv
-    job = json.loads(Path(args[0]).read_text())
+    if args:
+        path = args[0]
+    else:
+        import rattler  # noqa: F401 - the point of a spare: imported before its job arrives
+
+        path = sys.stdin.readline().strip()
+        if not path:
+            return 0  # its build went away before giving it a job
+    job = json.loads(Path(path).read_text())
     try:
         result = asyncio.run(_run(job))
     except Exception as exc:  # anything rattler raised that _run did not explain
