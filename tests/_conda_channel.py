@@ -20,6 +20,7 @@ import sysconfig
 import tarfile
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 __all__ = ["index", "make_channel", "package", "pip_package", "python_package"]
@@ -202,7 +203,13 @@ def index(channel: Path) -> None:
 
     (channel / "noarch").mkdir(parents=True, exist_ok=True)
     (channel / "linux-64").mkdir(parents=True, exist_ok=True)
-    asyncio.run(rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True))
+    # A thread of its own: a fixture may be made while a test's event loop runs (Playwright's
+    # sync API keeps one running), where asyncio.run refuses to start another.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            asyncio.run,
+            rattler.index.index_fs(channel, write_zst=False, write_shards=False, force=True),
+        ).result()
 
 
 def make_channel(root: Path) -> Path:
