@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._timing import ratio, spread
+from benchmarks.docker_build import LABEL, _ours
 from jupyter_envs import Environment, Workspace
 from jupyter_envs.engines.runtime import KERNEL_SIDE_REQUIREMENTS
 from tests._conda_channel import make_channel
 
-LABEL = "jupyter-envs.bench"
 CONDA = ("python=3.11", "jenvs-tool")
 PIP = ("six==1.17.0",)
 
@@ -51,16 +51,6 @@ asyncio.run(main())
 
 
 _CHECK = "import six, sys; print(sys.prefix)"
-
-
-def _ours(nonce: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "images", "-aq", "--no-trunc", "--filter", f"label={LABEL}={nonce}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return list(dict.fromkeys(out.stdout.split()))
 
 
 def _check(tag: str) -> None:

@@ -29,6 +29,7 @@ from jupyter_envs.events import Event, LogLine, Progress
 from jupyter_envs.facade.carry import carried
 from jupyter_envs.facade.manager import get_manager
 from jupyter_envs.spec._conda import CondaDependencies
+from tests._kernel import execute
 from tests._wheels import tiny_wheel
 
 pytestmark = pytest.mark.integration
@@ -74,21 +75,6 @@ def built(
     return ws, data, events
 
 
-def _execute(km: KernelManager, code: str) -> str:
-    client = km.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-        reply = client.execute_interactive(
-            code, timeout=120, output_hook=lambda msg: out.append(msg["content"].get("text", ""))
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-    finally:
-        client.stop_channels()
-
-
 def test_the_lock_records_every_conda_record_and_pip_pin(
     built: tuple[Workspace, Path, list[Event]], channel: Path
 ) -> None:
@@ -132,7 +118,7 @@ def test_a_kernel_runs_in_the_conda_prefix(
     km = KernelManager(kernel_name="jenv-condasmoke-v1")
     km.start_kernel()
     try:
-        out = _execute(
+        out = execute(
             km,
             "import os, subprocess, sys, six\n"
             "print(sys.prefix); print(six.__version__); print(os.environ['JENVS_FLAG'])\n"

@@ -12,6 +12,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from jupyter_envs import Environment, Workspace
+from tests._kernel import execute
 
 pytestmark = pytest.mark.integration
 
@@ -24,21 +25,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
     result = Environment("smoke", pip=["six==1.17.0"]).build(ws=ws)
     assert not result.cache_hit
     return ws, data
-
-
-def _execute(km: KernelManager, code: str) -> str:
-    client = km.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-        reply = client.execute_interactive(
-            code, timeout=120, output_hook=lambda msg: out.append(msg["content"].get("text", ""))
-        )
-        assert reply["content"]["status"] == "ok", reply["content"]
-        return "".join(out)
-    finally:
-        client.stop_channels()
 
 
 def test_real_build_records_lock_and_venv(built: tuple[Workspace, Path]) -> None:
@@ -60,7 +46,7 @@ def test_kernel_runs_inside_the_env(
     km = KernelManager(kernel_name="jenv-smoke-v1")
     km.start_kernel()
     try:
-        out = _execute(km, "import sys, six; print(sys.prefix); print(six.__version__)")
+        out = execute(km, "import sys, six; print(sys.prefix); print(six.__version__)")
     finally:
         km.shutdown_kernel(now=True)
     prefix, version = out.split()
@@ -77,7 +63,7 @@ def test_magics_work_inside_a_built_env_kernel(
     # Not the repository as cwd: the checkout's jupyter_envs/ would shadow what the env has.
     km.start_kernel(cwd=str(tmp_path))
     try:
-        out = _execute(
+        out = execute(
             km,
             # No %load_ext: env kernels load the magics themselves.
             "%envs list\n"

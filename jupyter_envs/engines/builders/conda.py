@@ -33,7 +33,7 @@ from ..runtime import KERNEL_SIDE_REQUIREMENTS
 from . import bytecode
 from ._process import Spare, run_streaming
 from .base import Builder, BuildOutput, BuildRequest
-from .uv import RUNTIME_PTH
+from .uv import RUNTIME_PTH, freeze
 from .uvtool import find_uv, uv_environment
 
 if TYPE_CHECKING:
@@ -280,14 +280,7 @@ class CondaBuilder(Builder):
         if fixed:
             yield LogLine(f"Pointed {fixed} pip-installed scripts at {final}")
         yield Progress("lock", 0.94, "recording the lock")
-        frozen = yield from run_streaming(
-            [uv, "pip", "freeze", "--python", python],
-            env=uv_env,
-            cancel=request.cancel,
-            what="uv pip freeze",
-            env_name=env.name,
-            collect=True,
-        )
+        frozen = yield from freeze(uv, python, uv_env, request)
         pip_pins = _pip_installed(frozen, site)
         pins = [condalock.CondaPin.from_url(r["url"], r["sha256"]) for r in result["records"]]
         lock = condalock.render(result["platform"], pins, pip_pins)
@@ -336,7 +329,7 @@ def _pip_installed(frozen: Iterable[str], site: Path) -> list[str]:
             by_conda.add(_norm(info.name.split("-", 1)[0]))
     lines = []
     for line in frozen:
-        if not line or line.startswith(("Using ", "#")):
+        if line.startswith("#"):
             continue
         name = re.split(r"[\s=@<>!~;\[]", line, maxsplit=1)[0]
         if _norm(name) not in by_conda:

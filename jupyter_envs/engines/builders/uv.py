@@ -23,7 +23,7 @@ from .uvtool import find_uv, uv_environment
 if TYPE_CHECKING:
     from ...spec._environment import Environment
 
-__all__ = ["UvBuilder", "find_uv", "uv_environment"]
+__all__ = ["UvBuilder", "find_uv", "freeze", "uv_environment"]
 
 # uv's summary lines, mapped to how far through the install they put us.
 _UV_STEPS = (
@@ -32,6 +32,21 @@ _UV_STEPS = (
     (re.compile(r"^Installed \d+ package"), 0.9, "installed"),
 )
 RUNTIME_PTH = "_jupyter_envs_runtime.pth"
+
+
+def freeze(
+    uv: str, python: str, uv_env: dict[str, str], request: BuildRequest
+) -> Generator[Event, None, list[str]]:
+    """``uv pip freeze`` of an interpreter's environment: its requirement lines."""
+    lines = yield from run_streaming(
+        [uv, "pip", "freeze", "--python", python],
+        env=uv_env,
+        cancel=request.cancel,
+        what="uv pip freeze",
+        env_name=request.env.name,
+        collect=True,
+    )
+    return [line for line in lines if line and not line.startswith("Using ")]
 
 
 class UvBuilder(Builder):
@@ -184,15 +199,8 @@ class UvBuilder(Builder):
             if measuring is not None:
                 measuring.discard()
         yield Progress("lock", 0.93, "recording the lock")
-        frozen = yield from run_streaming(
-            [uv, "pip", "freeze", "--python", python],
-            env=uv_env,
-            cancel=request.cancel,
-            what="uv pip freeze",
-            env_name=env.name,
-            collect=True,
-        )
-        lock = "\n".join(line for line in frozen if line and not line.startswith("Using ")) + "\n"
+        frozen = yield from freeze(uv, python, uv_env, request)
+        lock = "\n".join(frozen) + "\n"
         lock = yield from self._hashed(uv, lock, options, str(interp.version), request, uv_env)
         return BuildOutput(
             lock=lock,
