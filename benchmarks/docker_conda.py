@@ -105,7 +105,8 @@ def inside(client: Any, base: str, channel: Path, nonce: str, work: Path) -> flo
     )
     tag = f"jupyter-envs-bench/inside:{nonce}"
     started = time.perf_counter()
-    client.images.build(path=str(context), tag=tag, rm=True)
+    # forcerm: a failed step leaves no container behind either.
+    client.images.build(path=str(context), tag=tag, rm=True, forcerm=True)
     took = time.perf_counter() - started
     _check(tag)
     return took
