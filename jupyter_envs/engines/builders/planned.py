@@ -1,4 +1,4 @@
-"""Detect-only entries for backends this installation cannot build yet.
+"""Detect-only entries for backends an installation does not want to build.
 
 They keep the detect chain honest: a spec with Docker settings or conda packages is recognised
 as needing that backend and fails with an error saying so, instead of being built as a venv
@@ -54,12 +54,16 @@ class DockerPlaceholder(_Placeholder):
 
 
 class CondaPlaceholder(_Placeholder):
-    """Recognises specs with conda packages other than ``python`` and ``pip``."""
+    """Recognises specs with conda packages other than ``python`` and ``pip``.
+
+    No longer in the default chain (:class:`~jupyter_envs.engines.builders.conda.CondaBuilder`
+    builds them); kept for plug-ins and setups that want conda specs refused outright.
+    """
 
     name = "conda"
     reason = (
-        "no conda builder is installed in this version of jupyter-envs; an environment.yml "
-        "that only pins python and lists pip packages builds as a virtualenv"
+        "conda builds are disabled in this installation; an environment.yml that only pins "
+        "python and lists pip packages builds as a virtualenv"
     )
 
     def detect(self, env: Environment) -> bool:
