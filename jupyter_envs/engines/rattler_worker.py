@@ -136,9 +136,7 @@ def _channel_of(message: str, names: dict[str, str]) -> str | None:
     return None
 
 
-async def _missing_elsewhere(
-    rattler: Any, gateway: Any, sources: list[str], name: str, here: str
-) -> list[str]:
+async def _missing_elsewhere(gateway: Any, sources: list[str], name: str, here: str) -> list[str]:
     """The platforms other than ``here`` whose subdirs of the channels have ``name``."""
     others = ["linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64"]
     found = []
@@ -188,7 +186,7 @@ async def _run(job: dict[str, Any]) -> dict[str, Any]:
         text = str(exc)
         missing = _no_candidates(text)
         for name in missing:
-            elsewhere = await _missing_elsewhere(rattler, gateway, sources, name, platform)
+            elsewhere = await _missing_elsewhere(gateway, sources, name, platform)
             if elsewhere:
                 _fail(
                     f"the conda package '{name}' is not available for {platform} in "
