@@ -59,7 +59,9 @@ class FacadeActions:
         from .facade.manager import get_manager
         from .frontends.activation import switch_notebook, target_for
 
-        return switch_notebook(target_for(get_manager().record(env.name, version)))
+        manager = get_manager()
+        record = manager.record(env.name, version)
+        return switch_notebook(target_for(record, manager.pushes(record.name, record.version)))
 
     def list(self, ws: Workspace | None) -> dict[str, Environment]:
         """See :meth:`Environment.list`."""

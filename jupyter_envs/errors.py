@@ -37,6 +37,7 @@ __all__ = [
     "NotFoundError",
     "PythonNotFoundError",
     "ReadOnlyStoreError",
+    "RegistryError",
     "SpecError",
     "SpecTooLargeError",
     "StoreError",
@@ -216,6 +217,18 @@ class UsageError(EnvsError):
 
 class KernelLaunchError(EnvsError):
     """A container kernel could not be started (missing image, engine, secret, GPU runtime…)."""
+
+
+class RegistryError(EnvsError):
+    """Pushing an image to a registry failed: unreachable, credentials refused, or cut off.
+
+    The version it concerns stays built and usable on this machine; nothing is recorded as
+    pushed. ``reason`` is one of ``unreachable``, ``auth``, ``cut-off``, ``refused``.
+    """
+
+    def __init__(self, message: str, *, reason: str = "refused") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ConflictError(EnvsError):

@@ -206,6 +206,7 @@ PUBLIC_API = [
     "PythonNotFoundError",
     "PythonSection",
     "ReadOnlyStoreError",
+    "RegistryError",
     "Resources",
     "SpecError",
     "SpecTooLargeError",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.builders import CancelToken
 from ..engines.kernels.environ import container_kernel_problem
-from ..engines.store import BuildRecord, EnvQuery, Page, VersionRecord
+from ..engines.store import BuildRecord, EnvQuery, Page, PushRecord, VersionRecord
 from ..errors import EnvsError
 from ..events import Event
 from ..facade.carry import RestorePlan
@@ -115,6 +115,31 @@ class EnvsClient:
         query = f"?version={version}" if version is not None else ""
         self.link.request("DELETE", f"environments/{urllib.parse.quote(name)}{query}")
         return records
+
+    def push(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        registry: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> PushRecord:
+        """Push a Docker version's image (in the server when this kernel has one)."""
+        if self.link is None:
+            return self.manager.push(name, version, registry=registry, on_event=on_event)
+        body: dict[str, Any] = {"version": version, "registry": registry}
+        self.link.request("POST", f"environments/{urllib.parse.quote(name)}/push", body)
+        record = self.manager.record(name, version)
+        found = [p for p in self.manager.ws.pushes(name, record.version)]
+        if registry:
+            found = [p for p in found if p.registry == registry]
+        if not found:
+            raise EnvsError(f"the server pushed {name} but recorded no push of v{record.version}")
+        return found[0]
+
+    def pushes(self, name: str, version: int | None = None) -> builtins.list[PushRecord]:
+        """Where versions of ``name`` were pushed (read from the store)."""
+        return self.manager.pushes(name, version)
 
     def gc(self, *, remove: bool = True) -> builtins.list[Garbage]:
         """Docker leftovers (see :meth:`EnvManager.gc`)."""

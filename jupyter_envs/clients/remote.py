@@ -163,4 +163,5 @@ class RemoteBuilds:
             artifact="",
             backend=record.get("backend", ""),
             python_version=record.get("python_version") or "",
+            pushed=job.get("pushed"),
         )

@@ -45,6 +45,7 @@ __all__ = [
     "EnvQuery",
     "Latest",
     "Page",
+    "PushRecord",
     "VersionRecord",
     "Workspace",
 ]
@@ -85,6 +86,18 @@ CREATE TABLE IF NOT EXISTS builds (
     version INTEGER
 );
 CREATE INDEX IF NOT EXISTS builds_by_name ON builds(name, started);
+-- Where a version's image was pushed: one row per registry, written only once the registry
+-- answered with the pushed digest (a failed or cut-off push records nothing).
+CREATE TABLE IF NOT EXISTS pushes (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    registry TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    pushed REAL NOT NULL,
+    PRIMARY KEY (name, version, registry),
+    FOREIGN KEY (name, version) REFERENCES versions(name, version) ON DELETE CASCADE
+);
 -- One number that changes whenever what is registered changes: readers cache listings on it.
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', 0);
@@ -104,6 +117,8 @@ CREATE TRIGGER IF NOT EXISTS generation_version_delete AFTER DELETE ON versions
 CREATE TRIGGER IF NOT EXISTS generation_build_insert AFTER INSERT ON builds
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
 CREATE TRIGGER IF NOT EXISTS generation_build_update AFTER UPDATE ON builds
+    BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
+CREATE TRIGGER IF NOT EXISTS generation_push_insert AFTER INSERT ON pushes
     BEGIN UPDATE meta SET value = value + 1 WHERE key = 'generation'; END;
 """
 
@@ -192,6 +207,23 @@ class BuildRecord:
     log_path: str
     error: str | None
     version: int | None
+
+
+@dataclass(frozen=True)
+class PushRecord:
+    """A version's image as pushed to one registry: ``reference@digest`` is what to pull."""
+
+    name: str
+    version: int
+    registry: str
+    reference: str
+    digest: str
+    pushed: float
+
+    @property
+    def pinned(self) -> str:
+        """``registry/name:tag@sha256:…``: the exact image, whatever the tag points to later."""
+        return f"{self.reference}@{self.digest}"
 
 
 #: Where the store is (default: under the Jupyter data dir); kernels get it from their server.
@@ -431,6 +463,33 @@ class Workspace:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM builds WHERE name=? ORDER BY started", (name,))
             return [BuildRecord(**dict(r)) for r in rows]
+
+    def pushes(self, name: str, version: int | None = None) -> list[PushRecord]:
+        """Where versions of ``name`` (or one version) were pushed, newest first."""
+        with self._connect() as db:
+            try:
+                rows = db.execute(
+                    "SELECT * FROM pushes WHERE name=? AND (? IS NULL OR version=?) "
+                    "ORDER BY version DESC, pushed DESC",
+                    (name, version, version),
+                ).fetchall()
+            except sqlite3.OperationalError:  # a read-only catalogue of an older version
+                return []
+        return [PushRecord(**dict(r)) for r in rows]
+
+    def record_push(
+        self, name: str, version: int, registry: str, reference: str, digest: str
+    ) -> PushRecord:
+        """Record that ``name`` v``version`` is in ``registry`` as ``reference@digest``."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO pushes (name, version, registry, reference, digest, pushed) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name, version, registry) DO UPDATE SET "
+                "reference=excluded.reference, digest=excluded.digest, pushed=excluded.pushed",
+                (name, version, registry, reference, digest, now),
+            )
+        return PushRecord(name, version, registry, reference, digest, now)
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Registered environments and versions as plain rows (tests compare these)."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.builders import get_builder
 from ..engines.kernels.kernelspec import remove_kernelspec
-from ..engines.store import BuildRecord, EnvQuery, Page, VersionRecord, Workspace
+from ..engines.store import BuildRecord, EnvQuery, Page, PushRecord, VersionRecord, Workspace
 from ..errors import NotFoundError
 from ..spec import curated
 from ..spec._environment import Environment
@@ -160,6 +160,10 @@ class ManagerBase:
     ) -> tuple[Path, dict[str, Any]]:
         """Write a KubernetesProvisioner kernelspec for ``name`` under ``folder``."""
         return cluster.k8s_kernelspec(self, name, folder, version, image=image, settings=settings)
+
+    def pushes(self, name: str, version: int | None = None) -> builtins.list[PushRecord]:
+        """Where versions of ``name`` (or one version) were pushed, newest first."""
+        return self.ws.pushes(name, version)
 
     def builds(self, name: str) -> builtins.list[BuildRecord]:
         """Every build attempt of ``name`` (failed and running ones included), oldest first."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..engines.builders.dockerfile import default_base_image
 from ..engines.kernels.kernelspec import display_name
+from ..engines.registry import default_registry
 
 __all__ = ["BuildResult", "Garbage", "Settings"]
 
@@ -24,6 +25,8 @@ class BuildResult:
     artifact: str
     backend: str
     python_version: str = ""
+    #: ``registry/name:tag@sha256:…`` when the build pushed the image (else None).
+    pushed: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -33,7 +36,8 @@ class BuildResult:
     def summary(self) -> str:
         """One line for people: env, version, cache hit or build time, kernel name."""
         how = "cache hit" if self.cache_hit else f"built in {self.duration:.1f} s"
-        return f"{self.name} v{self.version} ({how}) — kernel: {self.kernel_name}"
+        line = f"{self.name} v{self.version} ({how}) — kernel: {self.kernel_name}"
+        return f"{line}; pushed {self.pushed}" if self.pushed else line
 
     def __str__(self) -> str:
         return self.summary()
@@ -61,3 +65,6 @@ class Settings:
 
     default_base_image: str = field(default_factory=default_base_image)
     kernel_runtime: str | None = None
+    #: Where Docker environments that name no registry are pushed after a build (None: they
+    #: are not). Default: ``$JUPYTER_ENVS_REGISTRY``.
+    registry: str | None = field(default_factory=default_registry)

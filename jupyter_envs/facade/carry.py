@@ -12,7 +12,7 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 from ..engines import condalock
 from ..engines.builders import choose_builder
 from ..engines.builders.dockerfile import BASE_IMAGE_LINE, base_image_line, locked_base
-from ..engines.store import VersionRecord
+from ..engines.store import PushRecord, VersionRecord
 from ..errors import BuildError, EnvsError, SpecError
 from ..events import Event
 from ..spec._carried import METADATA_KEY, Carried
@@ -42,8 +42,9 @@ def machine_platform() -> str:
     return f"{sys.platform}-{platform.machine()}"
 
 
-def carried(record: VersionRecord) -> Carried:
-    """The notebook record of a built version (on this machine, which built it)."""
+def carried(record: VersionRecord, pushes: Sequence[PushRecord] = ()) -> Carried:
+    """The notebook record of a built version (on this machine, which built it), with where
+    its image was pushed."""
     return Carried(
         env=record.name,
         version=record.version,
@@ -53,6 +54,9 @@ def carried(record: VersionRecord) -> Carried:
         lock=record.lock,
         python=record.python_version,
         platform=machine_platform(),
+        images=tuple(
+            {"registry": p.registry, "reference": p.reference, "digest": p.digest} for p in pushes
+        ),
     )
 
 

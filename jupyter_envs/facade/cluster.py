@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engines.builders.docker import read_image_json
 from ..engines.kernels import k8s
-from ..engines.kernels.kernelspec import display_name, kernel_name
+from ..engines.kernels.kernelspec import display_name, kernel_name, swarm_kernel_name
 from ..engines.store import VersionRecord
 from ..errors import SpecError
 from ._maintenance import record_env
@@ -36,14 +36,31 @@ class Placement:
     places: dict[str, str]
 
 
-def _image(record: VersionRecord) -> str:
+def _image(manager: ManagerBase, record: VersionRecord) -> str:
+    """The image a cluster pulls: as pushed (by digest) when it was, else the local tag."""
     if record.backend != "docker" or not record.artifact:
         raise SpecError(
             f"'{record.name}' v{record.version} is a {record.backend} environment: a cluster runs "
             "images; give it a base image (Environment(..., base_image=...)) to build one",
             field="backend",
         )
+    pushed = manager.ws.pushes(record.name, record.version)
+    if pushed:
+        return pushed[0].pinned
     return str(read_image_json(Path(record.artifact))["tag"])
+
+
+def _swarm(manager: ManagerBase, record: VersionRecord) -> str:
+    if record.backend != "docker":
+        return "no: it has no image"
+    pushed = manager.ws.pushes(record.name, record.version)
+    if not pushed or not record.kernel_name:
+        return (
+            "no: its image is not in a registry (jupyter envs push NAME --registry "
+            "HOST:PORT/PATH, or %%env NAME --push)"
+        )
+    kernel = swarm_kernel_name(record.kernel_name)
+    return f"yes: kernel {kernel} runs {pushed[0].pinned} as a Swarm service"
 
 
 def _module_missing(name: str) -> str | None:
@@ -64,17 +81,17 @@ def where(manager: ManagerBase, name: str | None = None) -> list[Placement]:
         docker = record.backend == "docker"
         places["local"] = "no: a Docker environment runs in a container" if docker else "yes"
         places["container"] = "yes" if docker else "no: it has no image"
-        places["swarm"] = (
-            "no: images are not pushed to a registry yet (issue #14)"
-            if docker
-            else "no: it has no image"
-        )
+        places["swarm"] = _swarm(manager, record)
         if not docker:
             places["k8s"] = "no: it has no image"
         elif missing:
             places["k8s"] = f"no: install {', '.join(missing)} (pip install 'jupyter-envs[k8s]')"
+        elif manager.ws.pushes(record.name, record.version):
+            places["k8s"] = "yes: jupyter envs k8s NAME writes its kernelspec"
         else:
-            places["k8s"] = "yes: jupyter envs k8s NAME writes its kernelspec (push the image)"
+            places["k8s"] = (
+                "yes: jupyter envs k8s NAME writes its kernelspec (push the image first)"
+            )
         out.append(Placement(record.name, record.version, places))
     return out
 
@@ -91,7 +108,9 @@ def k8s_pod(
     it from)."""
     record = manager.record(name, version)
     env = record_env(record)
-    pod = k8s.render_pod(env, image or _image(record), version=record.version, settings=settings)
+    pod = k8s.render_pod(
+        env, image or _image(manager, record), version=record.version, settings=settings
+    )
     k8s.validate(pod)
     return pod
 
@@ -114,7 +133,7 @@ def k8s_kernelspec(
     pod = k8s.write_kernelspec(
         where_to,
         env,
-        image or _image(record),
+        image or _image(manager, record),
         display_name=f"{title} on Kubernetes",
         version=record.version,
         settings=settings,

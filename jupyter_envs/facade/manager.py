@@ -9,6 +9,7 @@ that do not build in ``_manager_base.py``; this module re-exports the types.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import time
 import uuid
@@ -30,11 +31,12 @@ from ..engines.kernels.kernelspec import (
     kernel_name,
     kernelspec_exists,
     remove_kernelspec,
+    swarm_kernel_name,
     write_kernelspec,
 )
 from ..engines.kernels.runtimes import KernelRequest, choose_runtime
 from ..engines.runtime import ensure_runtime
-from ..engines.store import VersionRecord, Workspace, default_root
+from ..engines.store import PushRecord, VersionRecord, Workspace, default_root
 from ..errors import (
     BackendUnavailableError,
     BuildCancelledError,
@@ -51,6 +53,7 @@ from ._maintenance import record_env
 from ._manager_base import ManagerBase
 from ._types import BuildResult, Garbage, Settings
 from .carry import RestorePlan
+from .push import push_version
 
 __all__ = ["BuildResult", "EnvManager", "Garbage", "Settings", "get_manager"]
 
@@ -158,8 +161,15 @@ class EnvManager(ManagerBase):
         env = self.resolve(env)
         spec_hash = env.spec_hash
         if not force and (record := self._hit(env, spec_hash, sink)) is not None:
-            return self._hit_result(record, started)
+            return self._pushed(env, self._hit_result(record, started), sink)
         builder = self.builder_for(env)
+        if env.registry and builder.name != "docker":
+            raise SpecError(
+                f"only Docker environments have an image to push, and '{env.name}' builds with "
+                f"the {builder.name} builder: give it a base image (base_image=...) or drop "
+                "the registry",
+                field="registry",
+            )
         if lock is not None and not builder.honours_lock:
             raise SpecError(
                 f"the {builder.name} builder cannot rebuild an environment from a carried lock "
@@ -177,7 +187,7 @@ class EnvManager(ManagerBase):
             self.ws.mark_interrupted_builds(env.name)
             self._sweep(env.name)
             try:
-                return self._build_locked(
+                result = self._build_locked(
                     env, spec_hash, builder.name, sink, cancel or CancelToken(), started, lock
                 )
             except BuildCancelledError:
@@ -186,6 +196,44 @@ class EnvManager(ManagerBase):
                 if lock is None:
                     raise
                 raise LockNotHonouredError(exc, carry.unhonoured(lock, exc)) from None
+        return self._pushed(env, result, sink)
+
+    def _pushed(self, env: Environment, result: BuildResult, sink: EventSink) -> BuildResult:
+        """Push a Docker version to its registry (the spec's, else the default) unless it is
+        there already; the result says where. A failed push raises :class:`RegistryError`:
+        the version stays registered and usable here."""
+        registry = env.registry or self.settings.registry
+        if not registry or result.backend != "docker":
+            return result
+        done = [p for p in self.ws.pushes(result.name, result.version) if p.registry == registry]
+        if done:
+            return dataclasses.replace(result, pushed=done[0].pinned)
+        pushed = self.push(result.name, result.version, registry=registry, on_event=sink)
+        return dataclasses.replace(result, pushed=pushed.pinned)
+
+    def push(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        registry: str | None = None,
+        on_event: EventSink | None = None,
+    ) -> PushRecord:
+        """Push a Docker version's image (latest by default) to ``registry`` (else its spec's,
+        else the default registry), record its digest, and write its Swarm kernelspec.
+
+        Raises :class:`RegistryError` when the registry is unreachable, refuses the
+        credentials or the push is cut off: nothing is recorded, the version stays usable.
+        """
+        with self.ws.build_lock(name):
+            return push_version(
+                self,
+                name,
+                version,
+                registry=registry,
+                default=self.settings.registry,
+                on_event=on_event,
+            )
 
     def _build_locked(
         self,
@@ -306,6 +354,9 @@ class EnvManager(ManagerBase):
                     log_path=str(log_path),
                 )
                 kernel = self._write_kernelspec(env, version, spec_hash, artifact, python_version)
+                # A forced rebuild made another image: what was pushed of the old one is stale.
+                db.execute("DELETE FROM pushes WHERE name=? AND version=?", (env.name, version))
+                remove_kernelspec(self.ws.kernels_dir, swarm_kernel_name(kernel))
                 db.execute(
                     "UPDATE versions SET kernel_name=? WHERE name=? AND version=?",
                     (kernel, env.name, version),

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..engines.store import STATUSES, EnvQuery, Page, VersionRecord
+from ..engines.kernels.kernelspec import kernel_name, swarm_kernel_name
+from ..engines.store import STATUSES, EnvQuery, Page, PushRecord, VersionRecord
 from ..errors import UsageError
 from ..events import Event
 from ..facade._maintenance import EXPORT_FORMATS
@@ -60,6 +61,15 @@ class Verbs(Protocol):
         self, record: Carried, *, name: str | None = None, re_resolve: bool = False
     ) -> RestorePlan: ...
     def where(self, name: str | None = None) -> list[Placement]: ...
+    def push(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        registry: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> PushRecord: ...
+    def pushes(self, name: str, version: int | None = None) -> list[PushRecord]: ...
     def k8s_pod(
         self,
         name: str,
@@ -222,6 +232,15 @@ def make_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", help="only this environment")
     p = sub.add_parser(
+        "push", help="push a Docker environment's image to a registry (for Swarm kernels)"
+    )
+    p.add_argument("name", help=_NAME_HELP)
+    p.add_argument("--version", type=_version_arg, help=_VERSION_HELP)
+    p.add_argument(
+        "--registry",
+        help="host[:port][/path] (default: the spec's registry, else $JUPYTER_ENVS_REGISTRY)",
+    )
+    p = sub.add_parser(
         "k8s",
         help="the Kubernetes pod of a Docker environment's kernel, checked; with -o, a "
         "kernelspec for gateway_provisioners' KubernetesProvisioner",
@@ -315,6 +334,7 @@ def cmd_show(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
         )
     if env.env_vars:
         lines.append(f"  env vars:    {', '.join(sorted(env.env_vars))}")
+    lines.extend(f"  pushed:      {p.pinned}" for p in mgr.pushes(rec.name, rec.version))
     out.say("\n".join(lines))
 
 
@@ -442,6 +462,13 @@ def cmd_where(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
         out.say(f"  {note}")
 
 
+def cmd_push(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
+    pushed = mgr.push(args.name, args.version, registry=args.registry, on_event=out.event)
+    out.say(f"{pushed.name} v{pushed.version} is in {pushed.registry} as {pushed.pinned}")
+    kernel = swarm_kernel_name(kernel_name(pushed.name, pushed.version))
+    out.say(f"  kernel: {kernel} (runs it as a Docker Swarm service)")
+
+
 def cmd_k8s(args: argparse.Namespace, mgr: Verbs, out: Output) -> None:
     import yaml
 
@@ -494,6 +521,7 @@ _VERBS: dict[str, Callable[[argparse.Namespace, Verbs, Output], None]] = {
     "curated": cmd_curated,
     "panel": cmd_panel,
     "where": cmd_where,
+    "push": cmd_push,
     "k8s": cmd_k8s,
     "gc": cmd_gc,
 }

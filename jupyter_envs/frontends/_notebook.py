@@ -15,6 +15,7 @@ from pathlib import Path
 from IPython.display import DisplayHandle, display
 
 from ..clients.envs import connect
+from ..engines.registry import REGISTRY_VAR, default_registry
 from ..errors import EnvsError, SpecError, UsageError
 from ..events import Event, LogLine, Progress
 from ..facade._types import BuildResult
@@ -90,6 +91,8 @@ def _env_parser() -> argparse.ArgumentParser:
     cell.add_argument("--force", action="store_true")
     cell.add_argument("--no-activate", action="store_true")
     cell.add_argument("--env", action="append", default=[], metavar="K=V")
+    cell.add_argument("--push", action="store_true")
+    cell.add_argument("--registry")
     return cell
 
 
@@ -118,6 +121,14 @@ def env_cell(line: str, cell: str) -> None:
         env.backend = args.backend
     if args.env:
         env.env_vars = {**env.env_vars, **_parse_env_pairs(args.env)}
+    if args.push or args.registry:
+        # The server's own default (EnvsExtension.registry) applies without --push.
+        env.registry = args.registry or default_registry()
+        if not env.registry:
+            raise SpecError(
+                f"--push needs a registry: --registry HOST:PORT/PATH, or set {REGISTRY_VAR}",
+                field="registry",
+            )
     out = NotebookOutput()
     if not args.format and env.detected_format:
         hint = other_formats_hint(env.detected_format)
@@ -138,7 +149,9 @@ def _switch_target(result: BuildResult) -> SwitchTarget:
     what the notebook carries). A container kernel has no store to read (it is on the host):
     then the notebook switches without that record."""
     try:
-        return target_for(connect().record(result.name, result.version))
+        client = connect()
+        record = client.record(result.name, result.version)
+        return target_for(record, client.pushes(record.name, record.version))
     except EnvsError:
         return SwitchTarget(
             env_name=result.name,
@@ -186,6 +199,8 @@ def activate(words: list[str]) -> None:
     if len(words) != 1:
         raise SpecError("usage: %envs activate NAME[:VERSION]", field="%envs arguments")
     name, version = parse_reference(words[0])
-    target = target_for(connect().record(name, version))
+    client = connect()
+    record = client.record(name, version)
+    target = target_for(record, client.pushes(record.name, record.version))
     print(f"{target.env_name} v{target.version} — kernel: {target.kernel_name}")
     switch_notebook(target)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..clients.serverlink import ServerLink, current_kernel_id
 from ..engines.kernels.kernelspec import display_name
-from ..engines.store import VersionRecord
+from ..engines.store import PushRecord, VersionRecord
 from ..errors import ApiError, EnvsError, KernelStartError, SpecError
 from ..facade.carry import carried
 
@@ -94,8 +94,9 @@ def parse_reference(ref: str) -> tuple[str, int | None]:
     return name, int(version)
 
 
-def target_for(record: VersionRecord) -> SwitchTarget:
-    """The switch target of a registered version; it must have been built."""
+def target_for(record: VersionRecord, pushes: Sequence[PushRecord] = ()) -> SwitchTarget:
+    """The switch target of a registered version (with where its image was pushed, which the
+    notebook then carries); it must have been built."""
     if record.status != "ready" or not record.kernel_name:
         raise EnvsError(
             f"{record.name} v{record.version} is registered but not built: "
@@ -107,7 +108,7 @@ def target_for(record: VersionRecord) -> SwitchTarget:
         spec_hash=record.spec_hash,
         kernel_name=record.kernel_name,
         display_name=display_name(record.name, record.version, record.python_version or ""),
-        carried=carried(record).to_metadata(),
+        carried=carried(record, pushes).to_metadata(),
     )
 
 

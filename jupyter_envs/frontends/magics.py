@@ -22,10 +22,13 @@ class EnvMagics(Magics):
     @cell_magic("env")  # type: ignore[arg-type, unused-ignore]  # IPython 9 stubs: Never
     def env_cell(self, line: str, cell: str) -> None:
         """%%env NAME [--python X] [--backend B] [--format F] [--force] [--no-activate] [--env K=V]
+        [--push] [--registry HOST:PORT/PATH]
 
 
         The cell body is requirements.txt, environment.yml or Dockerfile text. Builds (or reuses)
-        the environment and registers a kernel for it.
+        the environment and registers a kernel for it. ``--push`` (with ``--registry``, else
+        ``$JUPYTER_ENVS_REGISTRY``) pushes a Docker environment's image after the build, for
+        its "on Swarm" kernel.
         """
         from ._notebook import env_cell
 

@@ -40,6 +40,9 @@ class Carried:
     lock: str | None
     python: str | None
     platform: str | None
+    #: Where the version's image was pushed: ``{"registry", "reference", "digest"}`` each
+    #: (``reference@digest`` pulls exactly the image the notebook ran on).
+    images: tuple[dict[str, str], ...] = ()
 
     def to_metadata(self) -> dict[str, Any]:
         """The JSON object written to ``metadata["jupyter_envs"]``."""
@@ -53,6 +56,7 @@ class Carried:
             "platform": self.platform,
             "spec": self.spec,
             "lock": self.lock,
+            **({"images": [dict(i) for i in self.images]} if self.images else {}),
         }
 
     @classmethod
@@ -81,6 +85,7 @@ class Carried:
             lock=_typed(data, "lock", str, optional=True),
             python=_typed(data, "python", str, optional=True),
             platform=_typed(data, "platform", str, optional=True),
+            images=_images(data.get("images")),
         )
         if record.version < 1:
             raise SpecError("must be a version number >= 1", field=f"{_FIELD}.version")
@@ -102,6 +107,25 @@ class Carried:
                 field=f"{_FIELD}.spec_hash",
             )
         return env.clone_with(name) if name and name != self.env else env
+
+
+def _images(value: object) -> tuple[dict[str, str], ...]:
+    if value is None:
+        return ()
+    field = f"{_FIELD}.images"
+    if not isinstance(value, list):
+        raise SpecError("must be a list", field=field)
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not all(
+            isinstance(item.get(k), str) for k in ("registry", "reference", "digest")
+        ):
+            raise SpecError(
+                "must be an object with the strings registry, reference and digest",
+                field=f"{field}[{i}]",
+            )
+        out.append({k: str(item[k]) for k in ("registry", "reference", "digest")})
+    return tuple(out)
 
 
 def _typed(data: Mapping[str, Any], key: str, kind: type, *, optional: bool = False) -> Any:

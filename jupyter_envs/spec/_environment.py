@@ -24,6 +24,7 @@ from ._fields import (
     check_backend,
     check_description,
     check_interruptible,
+    check_registry,
     req_key,
 )
 from ._pep723 import read_script_metadata
@@ -89,6 +90,7 @@ class Environment(WithActions):
         interruptible: bool = False,
         pod_template: Mapping[str, Any] | None = None,
         backend: str | None = None,
+        registry: str | None = None,
     ) -> None:
         self._name = validate_name(name)
         self.description = check_description(description)
@@ -117,6 +119,10 @@ class Environment(WithActions):
             raise SpecError("must be a mapping", field="pod_template")
         self.pod_template = dict(pod_template) if pod_template is not None else None
         self._backend = check_backend(backend)
+        #: Where its image is pushed after a build (``host[:port][/path]``; None: not pushed
+        #: unless the server names a default). Not part of the spec hash: where an image is
+        #: kept does not change what is built.
+        self.registry = check_registry(registry)
         #: Which text format ``from_text`` chose (None when not made from text).
         self.detected_format: str | None = None
         #: Registry version this object was loaded from (None when not loaded from a registry).
@@ -423,6 +429,7 @@ class Environment(WithActions):
             "interruptible": self.interruptible,
             "pod_template": self.pod_template,
             "backend": self._backend,
+            "registry": self.registry,
         }
 
     @classmethod
@@ -465,6 +472,7 @@ class Environment(WithActions):
             interruptible=data.get("interruptible", False),
             pod_template=data.get("pod_template"),
             backend=data.get("backend"),
+            registry=data.get("registry"),
         )
         env.docker.base_dockerfile = docker.get("base_dockerfile")
         env.python.user_managed_dependencies = bool(py.get("user_managed_dependencies", False))

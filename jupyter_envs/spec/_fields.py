@@ -4,6 +4,7 @@ table ``clone_with`` applies changes with."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_backend",
     "check_description",
     "check_interruptible",
+    "check_registry",
     "req_key",
 ]
 
@@ -45,6 +47,48 @@ def check_interruptible(value: Any) -> bool:
     if not isinstance(value, bool):
         raise SpecError("must be True or False", field="interruptible")
     return value
+
+
+# host[:port][/path]: what `docker push` accepts before the image name. A scheme or credentials
+# are refused: credentials come from the Docker config or the server's secret, never a spec.
+_REGISTRY_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+_REGISTRY_PATH = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
+
+
+def check_registry(value: Any, field: str = "registry") -> str | None:
+    """``host[:port][/path]`` (lower case), or None; why not otherwise, naming ``field``."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise SpecError(f"must be a string like 'host:5000/team', got {value!r}", field=field)
+    text = value.strip().rstrip("/")
+    if "://" in text:
+        raise SpecError(
+            f"{value!r}: give host[:port][/path] without a scheme (e.g. 'host:5000/team')",
+            field=field,
+        )
+    host, _, path = text.partition("/")
+    if "@" in host:
+        raise SpecError(
+            "must not hold credentials: log in with `docker login HOST` (or set "
+            "JUPYTER_ENVS_REGISTRY_USERNAME/_PASSWORD for the server) instead",
+            field=field,
+        )
+    if not _REGISTRY_HOST.match(host) or (
+        "." not in host and ":" not in host and host != "localhost"
+    ):
+        raise SpecError(
+            f"{value!r}: the registry must start with a host name with a dot or a port "
+            "(e.g. 'registry.example.org/team' or '127.0.0.1:5000'); lower case only",
+            field=field,
+        )
+    if path and not all(_REGISTRY_PATH.match(part) for part in path.split("/")):
+        raise SpecError(
+            f"{value!r}: each path part after the host must be lower-case letters, digits and "
+            "'.', '_' or '-' between them",
+            field=field,
+        )
+    return text
 
 
 def as_dependencies(value: Iterable[Environment | str] | Environment | str) -> list[Any]:
@@ -80,6 +124,7 @@ _SETTERS: dict[str, Callable[[Environment, Any], None]] = {
     "pod_template": lambda env, v: setattr(env, "pod_template", v),
     "backend": lambda env, v: setattr(env, "backend", v),
     "pip_options": lambda env, v: setattr(env, "pip_options", v),
+    "registry": lambda env, v: setattr(env, "registry", check_registry(v)),
 }
 
 

@@ -63,11 +63,15 @@ __all__ = [
     "ContainerSettings",
     "KernelContainer",
     "connect",
+    "container_env",
     "container_log_tail",
     "container_state",
+    "image_python",
+    "inside_connection",
     "process_start_ticks",
     "read_secrets",
     "runtime_root",
+    "secrets_text",
     "start_kernel_container",
 ]
 
@@ -169,9 +173,11 @@ def read_secrets(names: Sequence[str], environ: Mapping[str, str]) -> dict[str, 
     return values
 
 
-def _container_env(
+def container_env(
     settings: ContainerSettings, environ: Mapping[str, str], home: str
 ) -> dict[str, str]:
+    """The kernel's environment in a container: the allowlist of ``environ``, the
+    environment's variables, ``HOME`` and the user names (no secret values)."""
     env = {
         k: v
         for k, v in environ.items()
@@ -199,13 +205,25 @@ def _shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def secrets_text(secrets: Mapping[str, str]) -> str:
+    """Secret values as the shell assignments the kernel's shim sources."""
+    return "".join(f"{k}={_shell_quote(v)}\n" for k, v in secrets.items())
+
+
+def inside_connection(connection_info: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection file the kernel reads in its container: the host's, listening on all of
+    the container's interfaces (the engine decides what is published where)."""
+    inside = {**connection_info, "ip": "0.0.0.0"}  # noqa: S104 - see the docstring
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in inside.items()}
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
 
 
-def _image_python(client: Any, image: str, env: str) -> str:
+def image_python(client: Any, image: str, env: str) -> str:
     import docker.errors
 
     try:
@@ -259,7 +277,7 @@ def start_kernel_container(
     if link is not None:
         # Like a secret: in the kernel's environment only, never in the container's config.
         secrets[API_TOKEN_VAR] = link[2]
-    python = _image_python(client, settings.image, settings.env_name)
+    python = image_python(client, settings.image, settings.env_name)
     if settings.gpu is not None:
         _check_gpu_runtime(client)
     pid = os.getpid() if server_pid is None else server_pid
@@ -270,12 +288,10 @@ def start_kernel_container(
     rdir = Path(tempfile.mkdtemp(prefix=f"{pid}-{kernel_id}-", dir=root))
     try:
         conn_name = f"kernel-{kernel_id}.json"  # ipykernel derives the kernel id from this name
-        inside = {**connection_info, "ip": "0.0.0.0"}  # noqa: S104 - published on 127.0.0.1 only
-        inside = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in inside.items()}
-        _write_private(rdir / conn_name, json.dumps(inside, indent=1))
+        # Published on 127.0.0.1 only (port_bindings below).
+        _write_private(rdir / conn_name, json.dumps(inside_connection(connection_info), indent=1))
         if secrets:
-            text = "".join(f"{k}={_shell_quote(v)}\n" for k, v in secrets.items())
-            _write_private(rdir / _SECRETS_FILE, text)
+            _write_private(rdir / _SECRETS_FILE, secrets_text(secrets))
         (rdir / "home").mkdir(mode=0o700)
 
         ports = [int(connection_info[name]) for name in PORT_NAMES]
@@ -284,7 +300,7 @@ def start_kernel_container(
             cwd: {"bind": cwd, "mode": "rw"},
             str(rdir): {"bind": CONTAINER_DIR, "mode": "rw"},
         }
-        environment = _container_env(settings, environ, f"{CONTAINER_DIR}/home")
+        environment = container_env(settings, environ, f"{CONTAINER_DIR}/home")
         if link is not None:
             binds[link[0]] = {"bind": CONTAINER_API_SOCKET, "mode": "rw"}
             environment[API_URL_VAR] = link[1]

@@ -16,7 +16,14 @@ from typing import Any
 
 from ..store import STORE_VAR
 
-__all__ = ["KERNEL_PREFIX", "kernel_name", "remove_kernelspec", "write_kernelspec"]
+__all__ = [
+    "KERNEL_PREFIX",
+    "kernel_name",
+    "remove_kernelspec",
+    "swarm_kernel_name",
+    "write_kernel_json",
+    "write_kernelspec",
+]
 
 KERNEL_PREFIX = "jenv-"
 
@@ -73,6 +80,13 @@ def write_kernelspec(
             },
         },
     }
+    write_kernel_json(kernels_dir, name, spec)
+    return name
+
+
+def write_kernel_json(kernels_dir: Path, name: str, spec: dict[str, Any]) -> None:
+    """Write (or replace, atomically: a reader sees the old or the new one) ``name``'s
+    kernel.json."""
     kernels_dir.mkdir(parents=True, exist_ok=True)
     target = kernels_dir / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=kernels_dir))
@@ -84,12 +98,17 @@ def write_kernelspec(
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
-    return name
+
+
+def swarm_kernel_name(kernel: str) -> str:
+    """The Swarm kernelspec's name beside a version's kernelspec ``kernel``."""
+    return f"{kernel}-swarm"
 
 
 def remove_kernelspec(kernels_dir: Path, name: str) -> None:
-    """Remove a kernelspec directory (no error if it is gone)."""
+    """Remove a kernelspec directory, and the Swarm one beside it (no error if gone)."""
     shutil.rmtree(kernels_dir / name, ignore_errors=True)
+    shutil.rmtree(kernels_dir / swarm_kernel_name(name), ignore_errors=True)
 
 
 def kernelspec_exists(kernels_dir: Path, name: str) -> bool:

@@ -1,4 +1,5 @@
-"""Find and remove kernel containers whose server died (SIGKILL, crash, power loss).
+"""Find and remove kernel containers (and Swarm kernel services) whose server died (SIGKILL,
+crash, power loss).
 
 A server that shuts down normally removes its kernels' containers. One that is killed cannot:
 its containers keep running, holding ports and memory. Every kernel container carries the pid
@@ -91,6 +92,51 @@ def _dangling(client: Any, wanted_labels: Sequence[str]) -> list[tuple[DanglingC
     return found
 
 
+def _dangling_services(client: Any, wanted_labels: Sequence[str]) -> list[DanglingContainer]:
+    """Kernel services (Swarm) whose launching server is gone; none when the engine is not a
+    Swarm manager."""
+    import docker.errors
+
+    from .swarm import swarm_state
+
+    try:
+        if swarm_state(client) != "active":
+            return []
+        services = client.api.services(filters={"label": [LABEL_KERNEL_ID, *wanted_labels]})
+    except docker.errors.APIError:
+        return []
+    host = socket.gethostname()
+    found = []
+    for attrs in services:
+        labels = (attrs.get("Spec") or {}).get("Labels") or {}
+        if labels.get(LABEL_SERVER_HOST, host) != host:
+            continue
+        try:
+            pid = int(labels.get(LABEL_SERVER_PID, ""))
+        except ValueError:
+            pid = 0
+        if process_alive(pid, labels.get(LABEL_SERVER_START, "")):
+            continue
+        found.append(
+            DanglingContainer(
+                id=str(attrs["ID"]),
+                name=str((attrs.get("Spec") or {}).get("Name") or ""),
+                kernel_id=labels.get(LABEL_KERNEL_ID, ""),
+                env_name=labels.get(LABEL_ENV, ""),
+                server_pid=pid,
+                status="swarm service",
+            )
+        )
+    return found
+
+
+def _remove_service(client: Any, item: DanglingContainer) -> None:
+    from .swarm import KernelService, remove_service
+
+    secrets = client.api.secrets(filters={"label": f"{LABEL_KERNEL_ID}={item.kernel_id}"})
+    remove_service(client, KernelService(item.id, item.name, [str(s["ID"]) for s in secrets]))
+
+
 def _safe_runtime_dir(path: str) -> Path | None:
     # A label is data from the engine: only ever delete inside our own runtime root.
     if not path:
@@ -125,6 +171,9 @@ def reap_orphans(client: Any = None, *, labels: Sequence[str] = ()) -> list[str]
         for item, rdir in _dangling(client, labels):
             remove_container(client, item.id, _safe_runtime_dir(rdir))
             removed.append(item.id)
+        for service in _dangling_services(client, labels):
+            _remove_service(client, service)
+            removed.append(service.id)
         with contextlib.suppress(OSError):
             _reap_runtime_dirs()
     finally:
@@ -146,12 +195,15 @@ def gc(
     client = connect() if own else client
     try:
         found = _dangling(client, labels)
+        services = _dangling_services(client, labels)
         if remove:
             for item, rdir in found:
                 remove_container(client, item.id, _safe_runtime_dir(rdir))
+            for service in services:
+                _remove_service(client, service)
             with contextlib.suppress(OSError):
                 _reap_runtime_dirs()
-        return [item for item, _ in found]
+        return [item for item, _ in found] + services
     finally:
         if own:
             client.close()

@@ -316,7 +316,8 @@ class EnvPanel:
             self._say("Select an environment first.", error=True)
             return
         try:
-            target = target_for(self.client.record(row.name))
+            record = self.client.record(row.name)
+            target = target_for(record, self.client.pushes(record.name, record.version))
         except EnvsError as exc:
             self._say(str(exc), error=True)
             return

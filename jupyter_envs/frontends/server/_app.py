@@ -23,6 +23,7 @@ from ...engines.store import (
 )
 from ...errors import EnvsError
 from ...facade.manager import EnvManager, Settings
+from ...spec._fields import check_registry
 from ...spec._limits import SpecLimits
 from ._builds import BuildQueue
 from ._handlers import default_handlers
@@ -89,6 +90,25 @@ class JupyterEnvsApp(ExtensionApp):
             "$JUPYTER_ENVS_DEFAULT_BASE_IMAGE, else a public Python image (python:3.12-slim)."
         ),
     ).tag(config=True)
+
+    registry = Unicode(
+        None,
+        allow_none=True,
+        help=(
+            "Registry (host[:port][/path]) that Docker environments naming none are pushed to "
+            "after each build, tagged <registry>/<name>:v<N>-<hash>; the push's digest is "
+            "recorded and a '... on Swarm' kernelspec written. Credentials: the server user's "
+            "Docker config (docker login), or $JUPYTER_ENVS_REGISTRY_USERNAME/_PASSWORD. "
+            "Default: $JUPYTER_ENVS_REGISTRY, else none (images stay on this engine)."
+        ),
+    ).tag(config=True)
+
+    @validate("registry")
+    def _check_registry(self, proposal: Any) -> str | None:
+        try:
+            return check_registry(proposal["value"], "EnvsExtension.registry")
+        except EnvsError as exc:
+            raise TraitError(str(exc)) from None
 
     kernel_runtime = Unicode(
         None,
@@ -206,6 +226,8 @@ class JupyterEnvsApp(ExtensionApp):
         settings = Settings(kernel_runtime=self.kernel_runtime)
         if self.default_base_image:
             settings = dataclasses.replace(settings, default_base_image=self.default_base_image)
+        if self.registry:
+            settings = dataclasses.replace(settings, registry=self.registry)
         self.manager = EnvManager(Workspace(self.store_root, self.kernels_dir), settings)
         self.listings = ListingCache(self.manager)
         self.limits = SpecLimits(

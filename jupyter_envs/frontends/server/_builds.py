@@ -62,6 +62,8 @@ class BuildJob:
         self.finished: float | None = None
         self.version: int | None = None
         self.kernel_name: str | None = None
+        #: ``registry/name:tag@sha256:…`` when the build pushed its image.
+        self.pushed: str | None = None
         self.cache_hit: bool | None = None
         self.error: str | None = None
         self.progress: Progress | None = None
@@ -114,6 +116,7 @@ class BuildJob:
     def _succeed(self, result: BuildResult) -> None:
         self.version = result.version
         self.kernel_name = result.kernel_name
+        self.pushed = result.pushed
         self.cache_hit = result.cache_hit
         self._finish("succeeded")
 
@@ -138,6 +141,7 @@ class BuildJob:
             "finished": iso(self.finished),
             "version": self.version,
             "kernel_name": self.kernel_name,
+            "pushed": self.pushed,
             "cache_hit": self.cache_hit,
             "error": self.error,
             "log_url": f"builds/{self.id}/log",

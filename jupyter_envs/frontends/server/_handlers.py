@@ -30,6 +30,7 @@ from ...errors import (
     KernelStartError,
     NotFoundError,
     ReadOnlyStoreError,
+    RegistryError,
     SpecError,
     SpecTooLargeError,
 )
@@ -40,7 +41,8 @@ from ._payloads import (
     parse_create,
     parse_record,
     parse_restore,
-    version_json,
+    push_json,
+    versions_json,
 )
 from ._switch import switch_session
 
@@ -65,6 +67,8 @@ _STATUS: tuple[tuple[type[EnvsError], int], ...] = (
     # The server's store cannot be written: the request is fine, this server cannot do it.
     (ReadOnlyStoreError, 503),
     (KernelStartError, 502),
+    # The registry (upstream of this server) failed or refused the push.
+    (RegistryError, 502),
 )
 
 
@@ -321,8 +325,36 @@ class VersionsHandler(EnvsAPIHandler):
     @authorized
     async def get(self, name: str) -> None:
         """All versions of ``name``."""
-        records = await asyncio.to_thread(self.envs.manager.versions, name)
-        self.reply([version_json(r) for r in records])
+        self.reply(await asyncio.to_thread(versions_json, self.envs.manager, name))
+
+
+class PushHandler(EnvsAPIHandler):
+    """``POST`` push a Docker version's image to a registry."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        """Body ``{"version"?: N, "registry"?: "host:port/path"}`` (defaults: the latest
+        version; the spec's registry, else the server's ``registry`` setting). Waits for the
+        push; 200 with ``{"registry", "reference", "digest", "image", "pushed"}``; 502 when
+        the registry is unreachable, refuses the credentials or the push is cut off."""
+        self.envs.manager.ws.require_writable()
+        body = self.json_body() or {}
+        if not isinstance(body, dict):
+            raise SpecError("must be a JSON object", field="body")
+        version, registry = body.get("version"), body.get("registry")
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise SpecError("must be a version number", field="version")
+        if registry is not None and not isinstance(registry, str):
+            raise SpecError("must be a string like 'host:5000/team'", field="registry")
+        active = self.envs.queue.active(name)
+        if active is not None:
+            raise ConflictError(
+                f"environment '{name}' is being built (build {active.id}): push it once the "
+                "build has finished"
+            )
+        pushed = await asyncio.to_thread(self.envs.manager.push, name, version, registry=registry)
+        self.reply(push_json(pushed))
 
 
 class WhereHandler(EnvsAPIHandler):
@@ -552,6 +584,7 @@ def default_handlers(
         ("environments", EnvironmentsHandler),
         (f"environments/{name}", EnvironmentHandler),
         (f"environments/{name}/versions", VersionsHandler),
+        (f"environments/{name}/push", PushHandler),
         ("where", WhereHandler),
         ("builds", BuildsHandler),
         (f"builds/{build}", BuildHandler),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ...engines.store import Latest, VersionRecord
+from ...engines.store import Latest, PushRecord, VersionRecord
 from ...errors import SpecError
 from ...facade.carry import RestorePlan, plan
 from ...facade.manager import EnvManager
@@ -58,10 +58,34 @@ def version_json(record: VersionRecord) -> dict[str, Any]:
     }
 
 
+def push_json(push: PushRecord) -> dict[str, Any]:
+    """Where a version's image was pushed: ``image`` is ``reference@digest``."""
+    return {
+        "registry": push.registry,
+        "reference": push.reference,
+        "digest": push.digest,
+        "image": push.pinned,
+        "pushed": iso(push.pushed),
+    }
+
+
 def environment_json(manager: EnvManager, name: str) -> dict[str, Any]:
-    """An environment: its latest version, plus the numbers of all its versions."""
+    """An environment: its latest version (with where it was pushed), plus the numbers of all
+    its versions."""
     versions = manager.versions(name)
-    return {**version_json(versions[-1]), "versions": [v.version for v in versions]}
+    latest = versions[-1]
+    pushes = [push_json(p) for p in manager.ws.pushes(name, latest.version)]
+    return {**version_json(latest), "pushes": pushes, "versions": [v.version for v in versions]}
+
+
+def versions_json(manager: EnvManager, name: str) -> list[dict[str, Any]]:
+    """Every version of ``name``, oldest first, each with where it was pushed."""
+    pushes: dict[int, list[dict[str, Any]]] = {}
+    for push in manager.ws.pushes(name):
+        pushes.setdefault(push.version, []).append(push_json(push))
+    return [
+        {**version_json(r), "pushes": pushes.get(r.version, [])} for r in manager.versions(name)
+    ]
 
 
 def latest_json(item: Latest) -> dict[str, Any]:
