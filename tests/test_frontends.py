@@ -184,3 +184,21 @@ def test_envs_line_magic_verbs(shell: InteractiveShell, capsys: pytest.CaptureFi
     assert "Removed demo" in capsys.readouterr().out
     result = shell.run_cell("%envs show demo")
     assert "no environment named 'demo'" in str(result.error_in_exec)
+
+
+def test_env_cell_push_needs_a_registry_and_an_image(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JUPYTER_ENVS_REGISTRY", raising=False)
+    result = shell.run_cell("%%env demo --backend fake --push --no-activate\nsix\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    assert result.error_in_exec.field == "registry"
+    assert "--push needs a registry" in str(result.error_in_exec)
+    # A registry named (here through the variable): only Docker environments have an image.
+    monkeypatch.setenv("JUPYTER_ENVS_REGISTRY", "127.0.0.1:5000/team")
+    result = shell.run_cell("%%env demo --backend fake --push --no-activate\nsix\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    assert "only Docker environments have an image to push" in str(result.error_in_exec)
+    result = shell.run_cell("%%env demo --backend fake --registry http://x --no-activate\nsix\n")
+    assert isinstance(result.error_in_exec, SpecError)
+    assert "without a scheme" in str(result.error_in_exec)

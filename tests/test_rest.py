@@ -118,6 +118,29 @@ async def test_create_build_list_get_versions_remove(api: Api, jp_base_url: str)
 
 
 @on_loop
+async def test_push_route_refuses_what_it_cannot_push(api: Api) -> None:
+    code, error = await api.call("POST", "environments", "nothere", "push", body={})
+    assert (code, error["reason"]) == (404, "NotFoundError")
+    assert (await api.finished((await api.create(fake("plain", "six")))["id"]))["status"] == (
+        "succeeded"
+    )
+    code, error = await api.call(
+        "POST", "environments", "plain", "push", body={"registry": "127.0.0.1:5000/t"}
+    )
+    assert (code, error["reason"]) == (400, "SpecError")
+    assert "only images are pushed" in error["message"]
+    code, error = await api.call("POST", "environments", "plain", "push", body={"version": "1"})
+    assert code == 400
+    assert "version" in error["message"]
+    code, error = await api.call("POST", "environments", "plain", "push", body=[1])
+    assert code == 400
+    code, env = await api.call("GET", "environments", "plain")
+    assert env["pushes"] == []
+    code, versions = await api.call("GET", "environments", "plain", "versions")
+    assert versions[0]["pushes"] == []
+
+
+@on_loop
 async def test_post_answers_202_with_a_location(jp_fetch: Fetch, jp_base_url: str) -> None:
     response = await jp_fetch(
         "jupyter-envs", "api", "environments", method="POST", body=json.dumps(fake())

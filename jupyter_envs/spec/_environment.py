@@ -119,10 +119,8 @@ class Environment(WithActions):
             raise SpecError("must be a mapping", field="pod_template")
         self.pod_template = dict(pod_template) if pod_template is not None else None
         self._backend = check_backend(backend)
-        #: Where its image is pushed after a build (``host[:port][/path]``; None: not pushed
-        #: unless the server names a default). Not part of the spec hash: where an image is
-        #: kept does not change what is built.
-        self.registry = check_registry(registry)
+        self._registry: str | None = None
+        self.registry = registry
         #: Which text format ``from_text`` chose (None when not made from text).
         self.detected_format: str | None = None
         #: Registry version this object was loaded from (None when not loaded from a registry).
@@ -198,6 +196,17 @@ class Environment(WithActions):
     @image.setter
     def image(self, value: str | None) -> None:
         self._image = validate_image_ref(value, "image")
+
+    @property
+    def registry(self) -> str | None:
+        """Where its image is pushed after a build (``host[:port][/path]``; None: not pushed,
+        unless the server names a default). Not part of the spec hash: where an image is kept
+        does not change what is built."""
+        return self._registry
+
+    @registry.setter
+    def registry(self, value: str | None) -> None:
+        self._registry = check_registry(value)
 
     @property
     def env_vars(self) -> dict[str, str]:

@@ -124,7 +124,7 @@ _SETTERS: dict[str, Callable[[Environment, Any], None]] = {
     "pod_template": lambda env, v: setattr(env, "pod_template", v),
     "backend": lambda env, v: setattr(env, "backend", v),
     "pip_options": lambda env, v: setattr(env, "pip_options", v),
-    "registry": lambda env, v: setattr(env, "registry", check_registry(v)),
+    "registry": lambda env, v: setattr(env, "registry", v),
 }
 
 
