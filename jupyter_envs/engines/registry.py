@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The registry every Docker environment is pushed to when it names none (the server's
-#: ``EnvsExtension.registry`` setting overrides it).
+#: ``JupyterEnvsApp.registry`` setting overrides it).
 REGISTRY_VAR = "JUPYTER_ENVS_REGISTRY"
 USERNAME_VAR = "JUPYTER_ENVS_REGISTRY_USERNAME"
 PASSWORD_VAR = "JUPYTER_ENVS_REGISTRY_PASSWORD"  # noqa: S105 - a variable's name

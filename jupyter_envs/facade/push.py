@@ -65,7 +65,7 @@ def push_version(
         raise SpecError(
             f"no registry to push '{name}' to: name one (--registry HOST:PORT/PATH, "
             f"Environment(..., registry=...)), or set {REGISTRY_VAR} / the server's "
-            "EnvsExtension.registry",
+            "JupyterEnvsApp.registry",
             field="registry",
         )
     image, python = _local_image(record)

@@ -122,7 +122,7 @@ def env_cell(line: str, cell: str) -> None:
     if args.env:
         env.env_vars = {**env.env_vars, **_parse_env_pairs(args.env)}
     if args.push or args.registry:
-        # The server's own default (EnvsExtension.registry) applies without --push.
+        # The server's own default (JupyterEnvsApp.registry) applies without --push.
         env.registry = args.registry or default_registry()
         if not env.registry:
             raise SpecError(

@@ -106,7 +106,7 @@ class JupyterEnvsApp(ExtensionApp):
     @validate("registry")
     def _check_registry(self, proposal: Any) -> str | None:
         try:
-            return check_registry(proposal["value"], "EnvsExtension.registry")
+            return check_registry(proposal["value"], "JupyterEnvsApp.registry")
         except EnvsError as exc:
             raise TraitError(str(exc)) from None
 
