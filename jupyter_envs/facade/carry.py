@@ -157,6 +157,10 @@ class RestorePlan:
         lines.extend(f"installer option from the notebook: {o}" for o in self.pip_options)
         if self.base_image:
             lines.append(f"base image: {self.base_image}")
+        lines.extend(
+            f"its image was pushed: {i['reference']}@{i['digest']} (a cluster can pull it as is)"
+            for i in record.images
+        )
         lines.extend(f"note: {warning}" for warning in self.warnings)
         return lines
 
@@ -173,6 +177,7 @@ class RestorePlan:
             "platform": self.record.platform,
             "from_lock": self.from_lock,
             "has_lock": self.record.lock is not None,
+            "images": [dict(i) for i in self.record.images],
             "lock_usable": self.lock_usable,
             "installs": list(self.installs),
             "channels": list(self.channels),
