@@ -200,6 +200,14 @@ def built(
             subprocess.run(["docker", "rmi", "-f", image], capture_output=True, check=False)
 
 
+def _connection() -> dict[str, Any]:
+    """Connection info with five free ports (the kernel need not come up for these tests)."""
+    conn: dict[str, Any] = {"ip": "127.0.0.1", "key": "k", "transport": "tcp"}
+    conn["signature_scheme"] = "hmac-sha256"
+    ports = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+    return {**conn, **{name: _free_port() for name in ports}}
+
+
 def _our_services(client: Any, kernel_id: str) -> list[Any]:
     return list(client.api.services(filters={"label": f"{LABEL_KERNEL_ID}={kernel_id}"}))
 
@@ -460,6 +468,9 @@ def test_swarm_kernel_pulls_runs_interrupts_restarts_and_leaves_nothing(
         km.shutdown_kernel(now=False)
     assert not _our_services(docker_client, kernel_id)
     assert not _our_secrets(docker_client, kernel_id)
+    for service_id in (old, now[0]["ID"]):  # and no task container of either service
+        label = f"com.docker.swarm.service.id={service_id}"
+        assert not docker_client.api.containers(all=True, filters={"label": label})
 
 
 def test_a_service_no_node_can_run_is_reported(
@@ -467,18 +478,7 @@ def test_a_service_no_node_can_run_is_reported(
 ) -> None:
     push = next(p for p in built.manager.pushes(built.name) if p.registry == built.registry)
     settings = ContainerSettings(image=push.pinned, env_name=built.name, gpu=1)
-    conn: dict[str, Any] = {
-        "ip": "127.0.0.1",
-        "key": "k",
-        "transport": "tcp",
-        "signature_scheme": "hmac-sha256",
-    }
-    conn.update(
-        {
-            n: _free_port()
-            for n in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-        }
-    )
+    conn = _connection()
     kernel_id = uuid.uuid4().hex
     service = start_kernel_service(
         docker_client, settings, python="python3", connection_info=conn, kernel_id=kernel_id,
@@ -500,18 +500,7 @@ def test_reaper_removes_services_of_a_dead_server(
     dead.wait()
     push = next(p for p in built.manager.pushes(built.name) if p.registry == built.registry)
     settings = ContainerSettings(image=push.pinned, env_name=built.name)
-    conn: dict[str, Any] = {
-        "ip": "127.0.0.1",
-        "key": "k",
-        "transport": "tcp",
-        "signature_scheme": "hmac-sha256",
-    }
-    conn.update(
-        {
-            n: _free_port()
-            for n in ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-        }
-    )
+    conn = _connection()
     kernel_id = uuid.uuid4().hex
     start_kernel_service(
         docker_client, settings, python="/opt/jenv/bin/python", connection_info=conn,

@@ -68,6 +68,7 @@ __all__ = [
     "container_state",
     "image_python",
     "inside_connection",
+    "kernel_labels",
     "process_start_ticks",
     "read_secrets",
     "runtime_root",
@@ -132,6 +133,19 @@ def runtime_root() -> Path:
     from jupyter_core.paths import jupyter_runtime_dir
 
     return Path(jupyter_runtime_dir()) / "jupyter-envs-kernels"
+
+
+def kernel_labels(settings: ContainerSettings, kernel_id: str, server_pid: int) -> dict[str, str]:
+    """The labels of what a kernel runs in (container, service, secrets): kernel id, the
+    launching server (pid, start time, host: the reaper's test of "orphan"), env, spec hash."""
+    return {
+        LABEL_KERNEL_ID: kernel_id,
+        LABEL_SERVER_PID: str(server_pid),
+        LABEL_SERVER_START: process_start_ticks(server_pid),
+        LABEL_SERVER_HOST: socket.gethostname(),
+        LABEL_ENV: settings.env_name,
+        LABEL_SPEC_HASH: settings.spec_hash,
+    }
 
 
 def process_start_ticks(pid: int) -> str:
@@ -318,15 +332,7 @@ def start_kernel_container(
                 else None
             ),
         )
-        labels = {
-            LABEL_KERNEL_ID: kernel_id,
-            LABEL_SERVER_PID: str(pid),
-            LABEL_SERVER_START: process_start_ticks(pid),
-            LABEL_SERVER_HOST: socket.gethostname(),
-            LABEL_ENV: settings.env_name,
-            LABEL_SPEC_HASH: settings.spec_hash,
-            LABEL_RUNTIME_DIR: str(rdir),
-        }
+        labels = {**kernel_labels(settings, kernel_id, pid), LABEL_RUNTIME_DIR: str(rdir)}
         command = ["/bin/sh", "-c", _SHIM, "jupyter-envs-kernel", python]
         command += ["-m", "ipykernel_launcher", "-f", f"{CONTAINER_DIR}/{conn_name}"]
         name = f"jenv-kernel-{kernel_id[:12]}-{uuid.uuid4().hex[:6]}"

@@ -176,8 +176,9 @@ class DockerKernelProvisioner(KernelProvisionerBase):
         return code
 
     async def wait(self) -> int | None:
-        """Wait until the container has exited, then remove it; return its exit status."""
-        if self._container_id is None:
+        """Wait until the kernel has exited (its container, or its service's task), then remove
+        what it ran in; return its exit status."""
+        if not self.has_process:
             return self._exit_code if self._exit_code is not None else 0
         while (code := await self.poll()) is None:
             await asyncio.sleep(0.1)

@@ -64,20 +64,26 @@ def process_alive(pid: int, start_ticks: str = "") -> bool:
     return True
 
 
+def _dead_server(labels: dict[str, str], host: str) -> int | None:
+    """The pid of the server that launched a labelled kernel when that server is gone from
+    this host; None when it lives, or ran on another host (its pids mean nothing here)."""
+    if labels.get(LABEL_SERVER_HOST, host) != host:
+        return None
+    try:
+        pid = int(labels.get(LABEL_SERVER_PID, ""))
+    except ValueError:
+        pid = 0
+    return None if process_alive(pid, labels.get(LABEL_SERVER_START, "")) else pid
+
+
 def _dangling(client: Any, wanted_labels: Sequence[str]) -> list[tuple[DanglingContainer, str]]:
     host = socket.gethostname()
     found: list[tuple[DanglingContainer, str]] = []
     wanted = [LABEL_KERNEL_ID, *wanted_labels]
     for attrs in client.api.containers(all=True, filters={"label": wanted}):
         labels = attrs.get("Labels") or {}
-        # Another host's kernels on a shared engine: their pids mean nothing here.
-        if labels.get(LABEL_SERVER_HOST, host) != host:
-            continue
-        try:
-            pid = int(labels.get(LABEL_SERVER_PID, ""))
-        except ValueError:
-            pid = 0
-        if process_alive(pid, labels.get(LABEL_SERVER_START, "")):
+        pid = _dead_server(labels, host)
+        if pid is None:
             continue
         names = attrs.get("Names") or [""]
         item = DanglingContainer(
@@ -109,13 +115,8 @@ def _dangling_services(client: Any, wanted_labels: Sequence[str]) -> list[Dangli
     found = []
     for attrs in services:
         labels = (attrs.get("Spec") or {}).get("Labels") or {}
-        if labels.get(LABEL_SERVER_HOST, host) != host:
-            continue
-        try:
-            pid = int(labels.get(LABEL_SERVER_PID, ""))
-        except ValueError:
-            pid = 0
-        if process_alive(pid, labels.get(LABEL_SERVER_START, "")):
+        pid = _dead_server(labels, host)
+        if pid is None:
             continue
         found.append(
             DanglingContainer(

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -38,20 +37,13 @@ from typing import Any
 
 from ...errors import KernelLaunchError, RegistryError
 from .. import docker as _docker
-from ..docker import (
-    LABEL_ENV,
-    LABEL_KERNEL_ID,
-    LABEL_SERVER_HOST,
-    LABEL_SERVER_PID,
-    LABEL_SERVER_START,
-    LABEL_SPEC_HASH,
-)
+from ..docker import LABEL_ENV
 from ..registry import login_from_environ
 from .containers import (
     PORT_NAMES,
     container_env,
     inside_connection,
-    process_start_ticks,
+    kernel_labels,
     read_secrets,
     secrets_text,
 )
@@ -243,14 +235,7 @@ def start_kernel_service(
     except RegistryError as exc:
         raise KernelLaunchError(f"cannot pull the kernel image: {exc}") from None
     pid = os.getpid() if server_pid is None else server_pid
-    labels = {
-        LABEL_KERNEL_ID: kernel_id,
-        LABEL_SERVER_PID: str(pid),
-        LABEL_SERVER_START: process_start_ticks(pid),
-        LABEL_SERVER_HOST: socket.gethostname(),
-        LABEL_ENV: settings.env_name,
-        LABEL_SPEC_HASH: settings.spec_hash,
-    }
+    labels = kernel_labels(settings, kernel_id, pid)
     made = KernelService(id="", name="")
     stem = f"jenv-{kernel_id[:12]}-{uuid.uuid4().hex[:6]}"
     try:

@@ -131,16 +131,6 @@ class SwarmKernelProvisioner(DockerKernelProvisioner):
             )
         return code
 
-    async def wait(self) -> int | None:
-        """Wait until the task has ended, then remove the service; return its exit status."""
-        if self._service is None:
-            return self._exit_code if self._exit_code is not None else 0
-        while (code := await self.poll()) is None:
-            await asyncio.sleep(0.1)
-        self._exit_code = code
-        await self._remove()
-        return code
-
     async def send_signal(self, signum: int) -> None:
         """Signal the kernel when its task runs on this node; elsewhere SIGTERM/SIGKILL remove
         the service (the engine has no way to signal a remote task), others are moot.
