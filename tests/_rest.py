@@ -43,6 +43,7 @@ __all__ = [
     "jp_server_config",
     "link_env",
     "on_loop",
+    "server_config",
 ]
 
 P = ParamSpec("P")
@@ -78,6 +79,11 @@ class RecordingAuthorizer(Authorizer):
 @pytest.fixture
 def jp_server_config(tmp_path: Path) -> Config:
     """The extension enabled as users enable it, with its store in the test's tmp dir."""
+    return server_config(tmp_path)
+
+
+def server_config(tmp_path: Path) -> Config:
+    """What :func:`jp_server_config` gives (for modules that add settings to it)."""
     RecordingAuthorizer.checks = []
     RecordingAuthorizer.deny = set()
     return Config(

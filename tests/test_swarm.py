@@ -15,12 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,19 +45,13 @@ from jupyter_envs.facade.carry import carried
 from jupyter_envs.facade.manager import EnvManager
 from jupyter_envs.frontends.cli import main
 from jupyter_envs.spec._carried import Carried
-from tests import _engine
+from tests import _engine, _registry
 from tests._kernel import execute
-
-REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+from tests._registry import Registry, free_port, start_registry, stop_registry
 
 
 def _unavailable() -> str | None:
-    reason = _engine.unavailable()
-    if reason:
-        return reason
-    if not os.path.exists(REGISTRY_BIN):
-        return "no registry: install Debian's docker-registry (scripts/docker/install-registry.sh)"
-    return None
+    return _engine.unavailable() or _registry.unavailable()
 
 
 _REASON = _unavailable()
@@ -70,86 +62,18 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Registry:
-    """A running registry: its address and the path under which tests push."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def manifest_digest(self, repository: str, tag: str) -> str:
-        """The digest the registry serves for ``repository:tag`` (its v2 API)."""
-        req = urllib.request.Request(
-            f"http://{self.host}/v2/{repository}/manifests/{tag}",
-            method="HEAD",
-            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - our own registry
-            return str(resp.headers["Docker-Content-Digest"])
-
-
-def _start_registry(folder: Path, auth: tuple[str, str] | None = None) -> Registry:
-    port = _free_port()
-    lines = [
-        "version: 0.1",
-        "log: {level: warn}",
-        f"storage: {{filesystem: {{rootdirectory: {folder / 'data'}}}, delete: {{enabled: true}}}}",
-        f"http: {{addr: '127.0.0.1:{port}'}}",
-    ]
-    if auth is not None:
-        import bcrypt
-
-        hashed = bcrypt.hashpw(auth[1].encode(), bcrypt.gensalt(rounds=5)).decode()
-        (folder / "htpasswd").write_text(f"{auth[0]}:{hashed}\n")
-        lines.append(f"auth: {{htpasswd: {{realm: test, path: {folder / 'htpasswd'}}}}}")
-    (folder / "config.yml").write_text("\n".join(lines) + "\n")
-    log = open(folder / "registry.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [REGISTRY_BIN, "serve", str(folder / "config.yml")], stdout=log, stderr=log
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return Registry(port, process)
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the registry did not start: {(folder / 'registry.log').read_text()}")
-
-
-def _stop(registry: Registry) -> None:
-    registry.process.terminate()
-    try:
-        registry.process.wait(10)
-    except subprocess.TimeoutExpired:
-        registry.process.kill()
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    running = _start_registry(tmp_path_factory.mktemp("registry"))
+    running = start_registry(tmp_path_factory.mktemp("registry"))
     yield running
-    _stop(running)
+    stop_registry(running)
 
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    running = _start_registry(tmp_path_factory.mktemp("auth-registry"), ("alice", "wonder"))
+    running = start_registry(tmp_path_factory.mktemp("auth-registry"), ("alice", "wonder"))
     yield running
-    _stop(running)
+    stop_registry(running)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +129,7 @@ def _connection() -> dict[str, Any]:
     conn: dict[str, Any] = {"ip": "127.0.0.1", "key": "k", "transport": "tcp"}
     conn["signature_scheme"] = "hmac-sha256"
     ports = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
-    return {**conn, **{name: _free_port() for name in ports}}
+    return {**conn, **{name: free_port() for name in ports}}
 
 
 def _our_services(client: Any, kernel_id: str) -> list[Any]:
@@ -273,7 +197,7 @@ def test_push_errors_are_clear_and_record_nothing(
 ) -> None:
     manager, name = built.manager, built.name
     before = manager.pushes(name)
-    closed = _free_port()
+    closed = free_port()
     with pytest.raises(RegistryError) as unreachable:
         manager.push(name, registry=f"127.0.0.1:{closed}/x")
     assert unreachable.value.reason == "unreachable"
@@ -359,7 +283,7 @@ class _CutProxy:
 
 def test_a_push_cut_off_midway_records_nothing(built: Built, tmp_path: Path) -> None:
     # A registry of its own: nothing of the image is there yet, so there is much to send.
-    fresh = _start_registry(tmp_path)
+    fresh = start_registry(tmp_path)
     proxy = _CutProxy(fresh.port, limit=2_000_000)
     try:
         before = built.manager.pushes(built.name)
@@ -373,7 +297,7 @@ def test_a_push_cut_off_midway_records_nothing(built: Built, tmp_path: Path) -> 
         ).strip()
     finally:
         proxy.close()
-        _stop(fresh)
+        stop_registry(fresh)
 
 
 def test_push_refuses_what_has_no_image(tmp_path: Path) -> None:
