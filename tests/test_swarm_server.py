@@ -8,6 +8,7 @@ this run's base image; the environment and its images are removed at the end.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,10 +18,13 @@ import pytest
 from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures: see test_rest.py)
 from traitlets.config import Config
 
+from jupyter_envs.clients.envs import EnvsClient
+from jupyter_envs.clients.serverlink import ServerLink
 from tests import _engine, _registry
 from tests._registry import Registry, free_port, start_registry, stop_registry
-from tests._rest import Api, on_loop, server_config
+from tests._rest import Api, exported, on_loop, server_config
 from tests._rest import api as api  # the fixture
+from tests._rest import link_env as link_env  # autouse: the server's exports do not leak
 
 pytestmark = [
     pytest.mark.integration,
@@ -82,6 +86,12 @@ async def test_the_servers_registry_setting_pushes_each_docker_build(
         code, again = await api.call("POST", "environments", name, "push", body={})
         assert code == 200
         assert again["image"] == done["pushed"]  # same image, same digest
+        assert (again["name"], again["version"]) == (name, 1)
+        # A kernel's client (`%envs push`) goes through the same route, reading the answer.
+        url, token = await exported(api)
+        client = EnvsClient(ServerLink(url, token))
+        record = await asyncio.to_thread(client.push, name, registry=f"{registry.host}/srv")
+        assert record.pinned == done["pushed"]
     finally:
         code, _ = await api.call("DELETE", "environments", name)
         for image in pushed:

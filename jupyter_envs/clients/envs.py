@@ -13,6 +13,7 @@ store on the same machine, and SQLite with file locks makes that safe.
 from __future__ import annotations
 
 import builtins
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -128,14 +129,16 @@ class EnvsClient:
         if self.link is None:
             return self.manager.push(name, version, registry=registry, on_event=on_event)
         body: dict[str, Any] = {"version": version, "registry": registry}
-        self.link.request("POST", f"environments/{urllib.parse.quote(name)}/push", body)
-        record = self.manager.record(name, version)
-        found = [p for p in self.manager.ws.pushes(name, record.version)]
-        if registry:
-            found = [p for p in found if p.registry == registry]
-        if not found:
-            raise EnvsError(f"the server pushed {name} but recorded no push of v{record.version}")
-        return found[0]
+        done = self.link.request("POST", f"environments/{urllib.parse.quote(name)}/push", body)
+        # From the answer, not the store: a container kernel has no store to read.
+        return PushRecord(
+            name=str(done["name"]),
+            version=int(done["version"]),
+            registry=str(done["registry"]),
+            reference=str(done["reference"]),
+            digest=str(done["digest"]),
+            pushed=time.time(),
+        )
 
     def pushes(self, name: str, version: int | None = None) -> builtins.list[PushRecord]:
         """Where versions of ``name`` were pushed (read from the store)."""

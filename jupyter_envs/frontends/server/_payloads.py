@@ -61,6 +61,8 @@ def version_json(record: VersionRecord) -> dict[str, Any]:
 def push_json(push: PushRecord) -> dict[str, Any]:
     """Where a version's image was pushed: ``image`` is ``reference@digest``."""
     return {
+        "name": push.name,
+        "version": push.version,
         "registry": push.registry,
         "reference": push.reference,
         "digest": push.digest,
