@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import docker
 from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from jupyter_client.provisioning.factory import KernelProvisionerFactory
 
@@ -41,19 +42,26 @@ from jupyter_envs.engines.kernels.containers import PORT_NAMES
 from jupyter_envs.engines.kernels.kernelspec import write_kernelspec
 
 
-def provisioner_start(name: str, cwd: Path) -> float:
-    """Seconds from start_kernel to a kernel_info reply, through the provisioner."""
-    km = KernelManager(kernel_name=name)
+def provisioner_start(
+    name: str, cwd: Path, kernels: Path | None = None, *, timeout: float = 60, now: bool = True
+) -> float:
+    """Seconds from start_kernel to a kernel_info reply, through the kernelspec's provisioner
+    (``kernels``: the folder holding the kernelspec, else Jupyter's path)."""
+    if kernels is None:
+        km = KernelManager(kernel_name=name)
+    else:
+        ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+        km = KernelManager(kernel_name=name, kernel_spec_manager=ksm)
     t0 = time.perf_counter()
     km.start_kernel(cwd=str(cwd))
     kc = km.client()
     kc.start_channels()
     try:
-        kc.wait_for_ready(timeout=60)
+        kc.wait_for_ready(timeout=timeout)
         return time.perf_counter() - t0
     finally:
         kc.stop_channels()
-        km.shutdown_kernel(now=True)
+        km.shutdown_kernel(now=now)
 
 
 def bare_start(client: Any, image: str, python: str, workdir: Path) -> float:

@@ -33,10 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
-
 from benchmarks._timing import alternate, ratio, spread, verdict
+from benchmarks.docker_kernel import provisioner_start
 from jupyter_envs import Environment, EnvManager, Workspace
 from jupyter_envs.engines.kernels.kernelspec import swarm_kernel_name
 
@@ -87,20 +85,8 @@ def _docker(*args: str) -> str:
 
 
 def kernel_ready(name: str, kernels: Path, cwd: Path) -> float:
-    """Seconds from start_kernel to a kernel_info reply."""
-    km = KernelManager(
-        kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)])
-    )
-    t0 = time.perf_counter()
-    km.start_kernel(cwd=str(cwd))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=300)
-        return time.perf_counter() - t0
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=False)
+    """Seconds from start_kernel to a kernel_info reply (a graceful shutdown after)."""
+    return provisioner_start(name, cwd, kernels, timeout=300, now=False)
 
 
 def main() -> None:
