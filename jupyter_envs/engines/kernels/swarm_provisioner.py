@@ -71,7 +71,6 @@ class SwarmKernelProvisioner(DockerKernelProvisioner):
         client = await self._docker()
         environ = dict(kwargs.get("env") or os.environ)
         self._cwd = os.path.abspath(kwargs.get("cwd") or os.getcwd())
-        mount = self.mount_cwd and os.environ.get("JUPYTER_ENVS_SWARM_MOUNT_CWD", "1") != "0"
         service = await asyncio.to_thread(
             start_kernel_service,
             client,
@@ -79,7 +78,7 @@ class SwarmKernelProvisioner(DockerKernelProvisioner):
             python=self.python,
             connection_info=self.connection_info,
             kernel_id=str(self.kernel_id),
-            cwd=self._cwd if mount and self._cwd != "/" else None,
+            cwd=self._cwd if self._mounts_cwd() and self._cwd != "/" else None,
             environ=environ,
         )
         self._service = service
@@ -157,9 +156,14 @@ class SwarmKernelProvisioner(DockerKernelProvisioner):
             return
         await asyncio.to_thread(remove_service, await self._docker(), service)
 
+    def _mounts_cwd(self) -> bool:
+        """Whether the kernel sees the notebook's directory: the kernelspec's ``mount_cwd``,
+        unless ``JUPYTER_ENVS_SWARM_MOUNT_CWD=0`` turns it off for this server."""
+        return self.mount_cwd and os.environ.get("JUPYTER_ENVS_SWARM_MOUNT_CWD", "1") != "0"
+
     def resolve_path(self, path: str) -> str | None:
         """Paths resolve against the notebook's directory only when it is mounted."""
-        return super().resolve_path(path) if self.mount_cwd else None
+        return super().resolve_path(path) if self._mounts_cwd() else None
 
     async def get_provisioner_info(self) -> dict[str, Any]:
         """What a restarted server needs to take this kernel's service back."""
