@@ -101,9 +101,15 @@ def login_from_environ(client: Any, image: str, environ: Mapping[str, str]) -> N
     try:
         client.login(auth["username"], auth["password"], registry=host, reauth=True)
     except docker.errors.APIError as exc:
-        message = " ".join(str(exc.explanation or exc).split())[:300]
-        reason = _classify(message)
-        raise RegistryError(_explain(reason, host, message), reason=reason) from None
+        raise _failure(host, str(exc.explanation or exc)) from None
+
+
+def _failure(registry: str, message: str, reason: str | None = None) -> RegistryError:
+    """The engine's message as a :class:`RegistryError`: one line, classified (unless
+    ``reason`` is known), with what to do."""
+    text = " ".join(message.split())[:300]
+    reason = reason or _classify(text)
+    return RegistryError(_explain(reason, registry, text), reason=reason)
 
 
 def _classify(message: str) -> str:
@@ -212,12 +218,9 @@ def push_image(
         )
         return _follow(stream, registry, reference, on_progress, on_line)
     except docker.errors.APIError as exc:
-        message = " ".join(str(exc.explanation or exc).split())
-        reason = _classify(message)
-        raise RegistryError(_explain(reason, registry, message), reason=reason) from None
+        raise _failure(registry, str(exc.explanation or exc)) from None
     except (OSError, ValueError) as exc:  # the engine's stream broke (requests/urllib3 errors)
-        message = " ".join(str(exc).split())[:300]
-        raise RegistryError(_explain("cut-off", registry, message), reason="cut-off") from None
+        raise _failure(registry, str(exc), "cut-off") from None
     finally:
         with contextlib.suppress(docker.errors.APIError):  # never tagged, or already gone
             client.api.remove_image(reference, noprune=True)
@@ -236,9 +239,7 @@ def _follow(
     for item in stream:
         if "error" in item or "errorDetail" in item:
             detail = item.get("errorDetail") or {}
-            message = " ".join(str(detail.get("message") or item.get("error") or "").split())
-            reason = _classify(message)
-            raise RegistryError(_explain(reason, registry, message[:300]), reason=reason)
+            raise _failure(registry, str(detail.get("message") or item.get("error") or ""))
         aux = item.get("aux") or {}
         if aux.get("Digest"):
             digest, size = str(aux["Digest"]), int(aux.get("Size") or 0)
@@ -248,12 +249,6 @@ def _follow(
             last_status[layer] = status
             on_line(f"{layer}: {status}" if layer else status)
     if not _DIGEST.match(digest):
-        raise RegistryError(
-            _explain(
-                "cut-off",
-                registry,
-                f"the engine's stream ended before the registry answered with {reference}'s digest",
-            ),
-            reason="cut-off",
-        )
+        ended = f"the engine's stream ended before the registry answered with {reference}'s digest"
+        raise _failure(registry, ended, "cut-off")
     return Pushed(registry=registry, reference=reference, digest=digest, size=size)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..engines.builders.docker import read_image_json
 from ..engines.kernels import k8s
 from ..engines.kernels.kernelspec import display_name, kernel_name, swarm_kernel_name
-from ..engines.store import VersionRecord
+from ..engines.store import PushRecord, VersionRecord
 from ..errors import SpecError
 from ._maintenance import record_env
 
@@ -50,10 +50,9 @@ def _image(manager: ManagerBase, record: VersionRecord) -> str:
     return str(read_image_json(Path(record.artifact))["tag"])
 
 
-def _swarm(manager: ManagerBase, record: VersionRecord) -> str:
+def _swarm(record: VersionRecord, pushed: list[PushRecord]) -> str:
     if record.backend != "docker":
         return "no: it has no image"
-    pushed = manager.ws.pushes(record.name, record.version)
     if not pushed or not record.kernel_name:
         return (
             "no: its image is not in a registry (jupyter envs push NAME --registry "
@@ -81,12 +80,13 @@ def where(manager: ManagerBase, name: str | None = None) -> list[Placement]:
         docker = record.backend == "docker"
         places["local"] = "no: a Docker environment runs in a container" if docker else "yes"
         places["container"] = "yes" if docker else "no: it has no image"
-        places["swarm"] = _swarm(manager, record)
+        pushed = manager.ws.pushes(record.name, record.version) if docker else []
+        places["swarm"] = _swarm(record, pushed)
         if not docker:
             places["k8s"] = "no: it has no image"
         elif missing:
             places["k8s"] = f"no: install {', '.join(missing)} (pip install 'jupyter-envs[k8s]')"
-        elif manager.ws.pushes(record.name, record.version):
+        elif pushed:
             places["k8s"] = "yes: jupyter envs k8s NAME writes its kernelspec"
         else:
             places["k8s"] = (

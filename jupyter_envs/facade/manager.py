@@ -356,7 +356,7 @@ class EnvManager(ManagerBase):
                 kernel = self._write_kernelspec(env, version, spec_hash, artifact, python_version)
                 # A forced rebuild made another image: what was pushed of the old one is stale.
                 db.execute("DELETE FROM pushes WHERE name=? AND version=?", (env.name, version))
-                remove_kernelspec(self.ws.kernels_dir, swarm_kernel_name(kernel))
+                shutil.rmtree(self.ws.kernels_dir / swarm_kernel_name(kernel), ignore_errors=True)
                 db.execute(
                     "UPDATE versions SET kernel_name=? WHERE name=? AND version=?",
                     (kernel, env.name, version),

@@ -9,7 +9,6 @@ runs as a Swarm service of exactly that digest
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -105,7 +104,7 @@ def swarm_kernelspec(
     """Write the version's Swarm kernelspec from its container kernelspec; return its name."""
     assert record.kernel_name
     source = manager.ws.kernels_dir / record.kernel_name / "kernel.json"
-    spec: dict[str, Any] = copy.deepcopy(json.loads(source.read_text()))
+    spec: dict[str, Any] = json.loads(source.read_text())
     provisioner = spec.setdefault("metadata", {}).setdefault("kernel_provisioner", {})
     from ..engines.kernels.swarm_provisioner import SWARM_PROVISIONER_NAME
 

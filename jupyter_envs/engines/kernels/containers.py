@@ -66,7 +66,6 @@ __all__ = [
     "container_env",
     "container_log_tail",
     "container_state",
-    "image_python",
     "inside_connection",
     "kernel_labels",
     "process_start_ticks",
@@ -237,7 +236,7 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def image_python(client: Any, image: str, env: str) -> str:
+def _image_python(client: Any, image: str, env: str) -> str:
     import docker.errors
 
     try:
@@ -291,7 +290,7 @@ def start_kernel_container(
     if link is not None:
         # Like a secret: in the kernel's environment only, never in the container's config.
         secrets[API_TOKEN_VAR] = link[2]
-    python = image_python(client, settings.image, settings.env_name)
+    python = _image_python(client, settings.image, settings.env_name)
     if settings.gpu is not None:
         _check_gpu_runtime(client)
     pid = os.getpid() if server_pid is None else server_pid

@@ -64,17 +64,7 @@ __all__ = [
 GPU_RESOURCE = "NVIDIA-GPU"
 HOME_DIR = "/run/jupyter-envs"
 _SECRETS_DIR = "/run/secrets"
-# Task states before "running", and the ones a task never leaves.
-_STARTING = (
-    "new",
-    "allocated",
-    "pending",
-    "assigned",
-    "accepted",
-    "preparing",
-    "ready",
-    "starting",
-)
+# The states a task never leaves.
 _ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 # Copies the connection file out of the read-only secret (ipykernel may rewrite it), sources the
 # secrets (values live only in the kernel's environment), then becomes the kernel.
